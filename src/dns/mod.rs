@@ -1,0 +1,1 @@
+//! Peer discovery: the SRV lookup behind `/get` (resolv.conf, DNS wire format, cache).

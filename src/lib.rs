@@ -1,4 +1,13 @@
 //! hello-stateful: a tiny HTTP service that shows what a Kubernetes StatefulSet gives each
-//! replica. The binary in `main.rs` wires these modules together.
+//! replica. Each module is one concern; `main.rs` wires them together.
 
+pub mod app;
+pub mod cluster;
+pub mod config;
 pub mod dns;
+pub mod framing;
+pub mod front;
+pub mod lifecycle;
+pub mod routes;
+pub mod storage;
+pub mod workers;

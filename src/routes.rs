@@ -1,0 +1,316 @@
+//! Routing and handlers: one `match` on (method, path), and a plain function per endpoint
+//! that returns a [`Reply`]. Nothing here touches a socket, so all of it is unit-testable.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::storage::{AppendError, Storage};
+use crate::{cluster, dns};
+
+/// Every endpoint, listed in 404 replies and on the index page.
+pub const ENDPOINTS: &str = "/store /get /data /cluster / /healthz /readyz";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Store,
+    Get,
+    Data,
+    Cluster,
+    Index,
+    Healthz,
+    Readyz,
+    NotFound,
+    /// The path exists but not for this method; the value is the `Allow` header.
+    WrongMethod(&'static str),
+}
+
+/// Maps a request to its endpoint. `path` may carry a query string, which no endpoint uses.
+pub fn route(method: &str, path: &str) -> Route {
+    const READ: &str = "GET, HEAD";
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let readable = matches!(method, "GET" | "HEAD");
+    match (method, path) {
+        // The seed stores on any method, so `curl -d` (POST) and a plain `curl` (GET) both do.
+        (_, "/store") => Route::Store,
+        // The seed's kubectl-proxy example posts to the pod's root path.
+        ("POST", "/") => Route::Store,
+        (_, "/") if readable => Route::Index,
+        (_, "/") => Route::WrongMethod("GET, HEAD, POST"),
+        (_, "/get") if readable => Route::Get,
+        (_, "/data") if readable => Route::Data,
+        (_, "/cluster") if readable => Route::Cluster,
+        (_, "/healthz") if readable => Route::Healthz,
+        (_, "/readyz") if readable => Route::Readyz,
+        (_, "/get" | "/data" | "/cluster" | "/healthz" | "/readyz") => Route::WrongMethod(READ),
+        _ => Route::NotFound,
+    }
+}
+
+/// What to send back. The body is text or a prefix of a file, streamed.
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub allow: Option<&'static str>,
+}
+
+pub enum Body {
+    Text(Vec<u8>),
+    /// The first `len` bytes of `file`, streamed without loading them into memory.
+    File {
+        file: File,
+        len: u64,
+    },
+}
+
+impl Reply {
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            body: Body::Text(body.into()),
+            allow: None,
+        }
+    }
+
+    /// A one-line error: what failed and why.
+    pub fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+        Reply::text(status, format!("{message}\n"))
+    }
+
+    pub fn body_text(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Text(text) => Some(text),
+            Body::File { .. } => None,
+        }
+    }
+}
+
+/// Runs the endpoint. `body` is the request body, read by the front for `/store` only.
+pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
+    match route {
+        Route::Store => store(
+            &app.storage,
+            &app.greeting,
+            body,
+            app.lifecycle.is_stopping(),
+        ),
+        Route::Get => get(&app.resolver, &app.config.service_name),
+        Route::Data => data(&app.storage),
+        Route::Cluster => cluster::cluster(
+            &app.resolver,
+            &app.config.service_name,
+            &app.hostname,
+            app.config.peer_timeout,
+        ),
+        Route::Index => index(app),
+        Route::Healthz => Reply::text(200, "ok\n"),
+        Route::Readyz => readyz(&app.storage, app.lifecycle.is_stopping()),
+        Route::NotFound => not_found(path),
+        Route::WrongMethod(allow) => Reply {
+            allow: Some(allow),
+            ..Reply::error(405, format!("method not allowed; allowed: {allow}"))
+        },
+    }
+}
+
+/// Appends the body, or the greeting when it is empty, and answers with the greeting once the
+/// record is durable.
+pub fn store(storage: &Storage, greeting: &str, body: Vec<u8>, stopping: bool) -> Reply {
+    if stopping {
+        return Reply::error(503, "store: server is shutting down");
+    }
+    let record = if body.is_empty() {
+        greeting.as_bytes().to_vec()
+    } else {
+        body
+    };
+    match storage.append(record) {
+        Ok(()) => Reply::text(200, greeting),
+        Err(e @ AppendError::DiskFull) => Reply::error(507, e),
+        Err(e @ AppendError::Io(_)) => Reply::error(500, e),
+        Err(e @ AppendError::Closed) => Reply::error(503, e),
+    }
+}
+
+/// The seed's `/get`: the canonical name, then one `target:port` line per SRV record.
+pub fn get(resolver: &Arc<dns::Resolver>, service: &str) -> Reply {
+    match resolver.lookup_srv(service) {
+        Ok(answer) => Reply::text(200, answer.to_get_body()),
+        Err(e) => {
+            log::warn!("{e}");
+            Reply::error(503, e)
+        }
+    }
+}
+
+/// This replica's data file, up to what is durable, streamed.
+pub fn data(storage: &Storage) -> Reply {
+    let len = storage.durable_len();
+    match File::open(storage.path()) {
+        Ok(file) => Reply {
+            status: 200,
+            body: Body::File { file, len },
+            allow: None,
+        },
+        Err(e) => {
+            log::error!("open {} for /data: {e}", storage.path().display());
+            Reply::error(500, format!("read data file: {e}"))
+        }
+    }
+}
+
+/// Ready while the data file takes writes and the server is not shutting down.
+pub fn readyz(storage: &Storage, stopping: bool) -> Reply {
+    if stopping {
+        Reply::error(503, "not ready: shutting down")
+    } else if !storage.is_open() {
+        Reply::error(503, "not ready: data file is not writable")
+    } else {
+        Reply::text(200, "ready\n")
+    }
+}
+
+fn index(app: &App) -> Reply {
+    Reply::text(
+        200,
+        format!(
+            "{greeting}\n\
+             \n\
+             hostname: {host}\n\
+             data: {len} bytes in {path}\n\
+             \n\
+             endpoints:\n  \
+             POST /store    append the body (or the greeting) to this replica's data file\n  \
+             GET  /get      this StatefulSet's pods, from the headless Service's SRV records\n  \
+             GET  /data     this replica's data file\n  \
+             GET  /cluster  every pod's data\n  \
+             GET  /healthz  liveness\n  \
+             GET  /readyz   readiness\n",
+            greeting = app.greeting,
+            host = app.hostname,
+            len = app.storage.durable_len(),
+            path = app.storage.path().display(),
+        ),
+    )
+}
+
+fn not_found(path: &str) -> Reply {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    Reply::error(404, format!("not found: {path}; endpoints: {ENDPOINTS}"))
+}
+
+/// Reads a reply's streamed file body whole; for tests and small files only.
+pub fn read_body(reply: &mut Reply) -> std::io::Result<Vec<u8>> {
+    match &mut reply.body {
+        Body::Text(text) => Ok(text.clone()),
+        Body::File { file, len } => {
+            let mut out = Vec::new();
+            file.seek(SeekFrom::Start(0))?;
+            file.take(*len).read_to_end(&mut out)?;
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn routes_match_the_design() {
+        for method in ["GET", "POST", "PUT", "DELETE", "HEAD"] {
+            assert_eq!(route(method, "/store"), Route::Store, "{method} /store");
+        }
+        assert_eq!(route("POST", "/"), Route::Store);
+        assert_eq!(route("GET", "/"), Route::Index);
+        assert_eq!(route("HEAD", "/"), Route::Index);
+        assert_eq!(route("PUT", "/"), Route::WrongMethod("GET, HEAD, POST"));
+        assert_eq!(route("GET", "/get"), Route::Get);
+        assert_eq!(route("HEAD", "/get?x=1"), Route::Get);
+        assert_eq!(route("POST", "/get"), Route::WrongMethod("GET, HEAD"));
+        assert_eq!(route("GET", "/data"), Route::Data);
+        assert_eq!(route("GET", "/cluster"), Route::Cluster);
+        assert_eq!(route("GET", "/healthz"), Route::Healthz);
+        assert_eq!(route("GET", "/readyz"), Route::Readyz);
+        assert_eq!(route("DELETE", "/readyz"), Route::WrongMethod("GET, HEAD"));
+        assert_eq!(route("GET", "/store/"), Route::NotFound);
+        assert_eq!(route("GET", "/nope"), Route::NotFound);
+        assert_eq!(route("GET", ""), Route::NotFound);
+    }
+
+    fn storage(name: &str) -> (Storage, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "hello-stateful-routes-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir); // a leftover from an earlier run, if any
+        let path = dir.join("hello");
+        (
+            Storage::open(&path, Box::new(|why| panic!("fatal: {why}"))).unwrap(),
+            path,
+        )
+    }
+
+    #[test]
+    fn store_appends_body_and_answers_greeting() {
+        let (storage, path) = storage("store");
+        let reply = store(&storage, "hello from v2:pod-0", b"xxx".to_vec(), false);
+        assert_eq!(
+            (reply.status, reply.body_text()),
+            (200, Some(&b"hello from v2:pod-0"[..]))
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"xxx");
+    }
+
+    #[test]
+    fn empty_body_appends_greeting() {
+        let (storage, path) = storage("empty");
+        let reply = store(&storage, "hello from v2:pod-0", Vec::new(), false);
+        assert_eq!(reply.status, 200);
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello from v2:pod-0");
+    }
+
+    #[test]
+    fn store_while_stopping_appends_nothing() {
+        let (storage, path) = storage("stopping");
+        let reply = store(&storage, "hello from v2:pod-0", b"late".to_vec(), true);
+        assert_eq!(reply.status, 503);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn data_streams_only_the_durable_part() {
+        let (storage, path) = storage("data");
+        storage.append(b"abc".to_vec()).unwrap();
+        // Bytes past the durable length (as if a write were under way) are not shown.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"zz").unwrap();
+        let mut reply = data(&storage);
+        assert_eq!(reply.status, 200);
+        assert_eq!(read_body(&mut reply).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn readiness_follows_shutdown_and_storage() {
+        let (storage, _) = storage("ready");
+        assert_eq!(readyz(&storage, false).status, 200);
+        assert_eq!(readyz(&storage, true).status, 503);
+        storage.close();
+        assert_eq!(readyz(&storage, false).status, 503);
+    }
+
+    #[test]
+    fn not_found_names_the_endpoints() {
+        let reply = not_found("/nope?x");
+        assert_eq!(reply.status, 404);
+        assert_eq!(
+            reply.body_text().unwrap(),
+            format!("not found: /nope; endpoints: {ENDPOINTS}\n").as_bytes()
+        );
+    }
+}

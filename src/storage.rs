@@ -1,0 +1,486 @@
+//! Storage: the append-only data file, written by one thread with group commit.
+//!
+//! Every `/store` hands its bytes to [`Storage::append`], which returns only once an
+//! `fdatasync` covers them. One writer thread owns the file: it takes everything queued since
+//! its last sync, writes the records one after another at the end of the file, and syncs once
+//! for the whole batch. Requests that arrive while a sync is under way therefore share the next
+//! one, so durability does not cost throughput, and records never interleave.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::mem;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+
+/// Why a record was not stored. Each maps to one HTTP status in `routes.rs`.
+#[derive(Debug)]
+pub enum AppendError {
+    /// No space left on the volume (ENOSPC or EDQUOT): 507. Nothing was appended.
+    DiskFull,
+    /// Any other write failure: 500. Nothing was appended.
+    Io(String),
+    /// The server is shutting down or the writer has failed for good: 503.
+    Closed,
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::DiskFull => f.write_str("write data file: no space left on device"),
+            AppendError::Io(e) => write!(f, "write data file: {e}"),
+            AppendError::Closed => f.write_str("write data file: server is shutting down"),
+        }
+    }
+}
+
+/// A data file that cannot be used: a start-up error, with what to do about it.
+#[derive(Debug)]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot open data file {}: {}",
+            self.path.display(),
+            self.error
+        )?;
+        match self.error.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => write!(
+                f,
+                "; the volume must be writable by this process (uid {}, gid {}): set the pod's \
+                 securityContext.fsGroup to its group, or chown the volume's root directory",
+                current_uid(),
+                current_gid()
+            ),
+            Some(libc::EWOULDBLOCK) => f.write_str(
+                "; another process holds it open for writing: only one server may use a data file",
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Called by the writer when the data file can no longer be trusted (an `fdatasync` or a
+/// rollback failed): the process must stop and exit non-zero.
+pub type OnFatal = Box<dyn Fn(&str) + Send>;
+
+/// Handle to the data file. Cheap to share; all writes go through the writer thread.
+pub struct Storage {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    path: PathBuf,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Length of the file that an `fdatasync` has covered: what `/data` may show.
+    durable_len: AtomicU64,
+    /// False once the writer has failed for good or has been closed.
+    open: AtomicBool,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    closed: bool,
+}
+
+struct Pending {
+    bytes: Vec<u8>,
+    done: SyncSender<Result<(), AppendError>>,
+}
+
+impl Storage {
+    /// Opens (creating if missing) the data file and starts its writer thread.
+    pub fn open(path: &Path, on_fatal: OnFatal) -> Result<Storage, OpenError> {
+        let file = open_data_file(path).map_err(|error| OpenError {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|error| OpenError {
+                path: path.to_path_buf(),
+                error,
+            })?
+            .len();
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            durable_len: AtomicU64::new(len),
+            open: AtomicBool::new(true),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            file,
+            len,
+            on_fatal,
+        };
+        let handle = thread::Builder::new()
+            .name("storage".into())
+            .spawn(move || writer.run())
+            .map_err(|error| OpenError {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        Ok(Storage {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Appends `bytes` as one contiguous record and returns once it is durable.
+    pub fn append(&self, bytes: Vec<u8>) -> Result<(), AppendError> {
+        let (done, result) = sync_channel(1);
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.closed {
+                return Err(AppendError::Closed);
+            }
+            queue.pending.push(Pending { bytes, done });
+        }
+        self.shared.wake.notify_one();
+        // The writer answers every record it takes; a closed channel means it died with it.
+        result.recv().unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// Bytes of the file that are durable, so `/data` never shows an unacknowledged record.
+    pub fn durable_len(&self) -> u64 {
+        self.shared.durable_len.load(Ordering::Acquire)
+    }
+
+    /// True while appends can succeed: the file is open and the writer healthy.
+    pub fn is_open(&self) -> bool {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Stops taking records, writes and syncs everything already queued, and waits for the
+    /// writer to finish. Appends after this fail with [`AppendError::Closed`].
+    pub fn close(&self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.wake.notify_one();
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            log::error!("storage writer panicked while closing");
+        }
+    }
+}
+
+/// The writer thread's state: the only place the data file is written.
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    /// Length of the file including every record written so far (synced or not).
+    len: u64,
+    on_fatal: OnFatal,
+}
+
+impl Writer {
+    fn run(mut self) {
+        while let Some(batch) = self.next_batch() {
+            if let Err(why) = self.commit(batch) {
+                self.shared.open.store(false, Ordering::Release);
+                log::error!(
+                    "{why}; exiting so the pod restarts with the data file as it is on disk"
+                );
+                (self.on_fatal)(&why);
+                self.fail_queued();
+                return;
+            }
+        }
+        self.shared.open.store(false, Ordering::Release);
+    }
+
+    /// Waits for records; `None` once closed and drained.
+    fn next_batch(&self) -> Option<Vec<Pending>> {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !queue.pending.is_empty() {
+                return Some(mem::take(&mut queue.pending));
+            }
+            if queue.closed {
+                return None;
+            }
+            queue = self
+                .shared
+                .wake
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Writes the batch and syncs it once. A record whose write fails is rolled back and
+    /// answered with its error; the others go on. Returns Err only when the file can no
+    /// longer be trusted.
+    fn commit(&mut self, batch: Vec<Pending>) -> Result<(), String> {
+        self.reopen_if_deleted()?;
+        let mut written = Vec::with_capacity(batch.len());
+        for record in batch {
+            match self.file.write_all_at(&record.bytes, self.len) {
+                Ok(()) => {
+                    self.len += record.bytes.len() as u64;
+                    written.push(record);
+                }
+                Err(e) => {
+                    // A write that failed part-way may have left some of the record behind:
+                    // cut the file back so no torn record is ever synced.
+                    self.file.set_len(self.len).map_err(|t| {
+                        format!(
+                            "roll back a failed write ({e}) of {}: {t}",
+                            self.shared.path.display()
+                        )
+                    })?;
+                    let error = match e.raw_os_error() {
+                        Some(libc::ENOSPC) | Some(libc::EDQUOT) => AppendError::DiskFull,
+                        _ => AppendError::Io(e.to_string()),
+                    };
+                    log::error!(
+                        "append {} bytes to {}: {e}",
+                        record.bytes.len(),
+                        self.shared.path.display()
+                    );
+                    answer(record, Err(error));
+                }
+            }
+        }
+        if written.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.sync_data() {
+            // Linux may drop the dirty pages after a failed fdatasync and report success on the
+            // next one, so a retry would acknowledge data that is not on disk: fail instead.
+            for record in written {
+                answer(record, Err(AppendError::Io(format!("fdatasync: {e}"))));
+            }
+            return Err(format!("fdatasync {}: {e}", self.shared.path.display()));
+        }
+        self.shared.durable_len.store(self.len, Ordering::Release);
+        log::trace!("synced {} records", written.len());
+        for record in written {
+            answer(record, Ok(()));
+        }
+        Ok(())
+    }
+
+    /// If someone deleted the data file while we run, writes would go to an unlinked inode
+    /// and vanish with the process: start a new file at the path instead, and say so.
+    fn reopen_if_deleted(&mut self) -> Result<(), String> {
+        let linked = self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(true);
+        if linked {
+            return Ok(());
+        }
+        log::warn!(
+            "data file {} was deleted while in use; creating it again",
+            self.shared.path.display()
+        );
+        let file = open_data_file(&self.shared.path).map_err(|e| {
+            format!(
+                "re-create deleted data file {}: {e}",
+                self.shared.path.display()
+            )
+        })?;
+        self.len = file.metadata().map_err(|e| e.to_string())?.len();
+        self.file = file;
+        self.shared.durable_len.store(self.len, Ordering::Release);
+        Ok(())
+    }
+
+    /// After a fatal error: answer whatever is still queued, and refuse what comes later.
+    fn fail_queued(&self) {
+        let pending = {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.closed = true;
+            mem::take(&mut queue.pending)
+        };
+        for record in pending {
+            answer(record, Err(AppendError::Closed));
+        }
+    }
+}
+
+fn answer(record: Pending, result: Result<(), AppendError>) {
+    // The requester always waits for its answer; if it is gone there is nobody left to tell.
+    let _ = record.done.send(result);
+}
+
+/// Opens the data file for writing, creating it and its directory if missing. A new file's
+/// directory is synced so the file itself survives a crash, not only its contents. An
+/// exclusive lock keeps a second server from writing the same file at its own offsets.
+fn open_data_file(path: &Path) -> io::Result<File> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)?;
+    }
+    let existed = path.exists();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    lock_exclusive(&file)?;
+    if !existed {
+        File::open(&dir)?.sync_all()?;
+    }
+    Ok(file)
+}
+
+fn lock_exclusive(file: &File) -> io::Result<()> {
+    // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn current_gid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "hello-stateful-storage-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir); // a leftover from an earlier run, if any
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn open(path: &Path) -> Storage {
+        Storage::open(path, Box::new(|why| panic!("fatal: {why}"))).unwrap()
+    }
+
+    #[test]
+    fn appends_are_durable_and_in_order() {
+        let path = temp_dir("order").join("hello");
+        let storage = open(&path);
+        storage.append(b"one".to_vec()).unwrap();
+        storage.append(b"two".to_vec()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"onetwo");
+        assert_eq!(storage.durable_len(), 6);
+        storage.close();
+        assert!(matches!(
+            storage.append(b"x".to_vec()),
+            Err(AppendError::Closed)
+        ));
+    }
+
+    #[test]
+    fn creates_missing_directory_and_keeps_existing_data() {
+        let path = temp_dir("create").join("sub/dir/hello");
+        open(&path).close();
+        std::fs::write(&path, b"old").unwrap();
+        let storage = open(&path);
+        assert_eq!(storage.durable_len(), 3);
+        storage.append(b"new".to_vec()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"oldnew");
+    }
+
+    #[test]
+    fn concurrent_records_never_interleave() {
+        let path = temp_dir("concurrent").join("hello");
+        let storage = Arc::new(open(&path));
+        let threads: Vec<_> = (0..16u8)
+            .map(|i| {
+                let storage = storage.clone();
+                thread::spawn(move || {
+                    for _ in 0..20 {
+                        storage.append(vec![b'a' + i; 1000]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len(), 16 * 20 * 1000);
+        for record in data.chunks(1000) {
+            assert!(
+                record.iter().all(|&b| b == record[0]),
+                "a record was interleaved"
+            );
+        }
+    }
+
+    #[test]
+    fn second_server_on_the_same_file_is_refused() {
+        let path = temp_dir("lock").join("hello");
+        let _first = open(&path);
+        let err = Storage::open(&path, Box::new(|_| {}))
+            .err()
+            .expect("second open must fail");
+        assert!(err.to_string().contains("only one server"), "{err}");
+    }
+
+    #[test]
+    fn deleted_file_is_created_again() {
+        let path = temp_dir("deleted").join("hello");
+        let storage = open(&path);
+        storage.append(b"before".to_vec()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        storage.append(b"after".to_vec()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"after");
+        assert_eq!(storage.durable_len(), 5);
+    }
+
+    #[test]
+    fn permission_errors_say_how_to_fix_them() {
+        for errno in [libc::EACCES, libc::EROFS] {
+            let err = OpenError {
+                path: "/etc/stateful/hello".into(),
+                error: io::Error::from_raw_os_error(errno),
+            };
+            let text = err.to_string();
+            assert!(
+                text.starts_with("cannot open data file /etc/stateful/hello: "),
+                "{text}"
+            );
+            assert!(text.contains("fsGroup") && text.contains("chown"), "{text}");
+        }
+    }
+}

@@ -268,6 +268,8 @@ pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         }
         Body::File { file, len } => (Box::new(file.take(len)), len),
     };
+    // Every body's length is known, so say it: tiny_http would otherwise chunk bodies over
+    // 32 KiB, and peers fetching /data over HTTP/1.0 need the length.
     Response::new(
         StatusCode(reply.status),
         headers,
@@ -275,4 +277,5 @@ pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         Some(len as usize),
         None,
     )
+    .with_chunked_threshold(usize::MAX)
 }

@@ -1,0 +1,280 @@
+//! The guards around tiny_http (DESIGN.md section 7), each against the real binary. No timing is
+//! asserted: a guard that failed would leave a request hanging, which the 10 s read bound of
+//! the test client turns into a failure.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use support::server::{Options, Server, TempDir, read_reply, request};
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Sends raw bytes and reads whatever comes back until close or a quiet `wait`.
+fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+    exchange_until(addr, bytes, wait, |_| false)
+}
+
+/// Like `exchange`, but also stops as soon as `done` holds for what came back.
+fn exchange_until(
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+    done: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let mut stream = connect(addr);
+    stream.write_all(bytes).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !done(&out) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+#[test]
+fn huge_declared_lengths_get_413_and_the_server_stays_up() {
+    let mut server = Server::start();
+    let before = server.rss_kib();
+    for length in [
+        "18446744073709551615",
+        "1000000000000000",
+        "20000000",
+        "2000000",
+    ] {
+        for _ in 0..20 {
+            let head =
+                format!("POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabc");
+            // The parked connection stays open, so read up to the end of the message line.
+            let out = exchange_until(
+                server.addr,
+                head.as_bytes(),
+                Duration::from_secs(10),
+                |out| out.ends_with(b"bytes\n"),
+            );
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 413 "), "{length}: {text}");
+            assert!(text.contains("over the limit"), "{text}");
+        }
+    }
+    // Still serving, nothing stored, memory bounded (not a 10^15-byte drain).
+    assert_eq!(server.request("POST", "/store", b"ok").status, 200);
+    assert_eq!(server.data(), b"ok");
+    let after = server.rss_kib();
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    assert!(server.child.try_wait().unwrap().is_none(), "server exited");
+}
+
+#[test]
+fn unparsable_length_is_400_and_its_body_is_never_a_request() {
+    let server = Server::start();
+    for bad in ["abc", "+5", "5, 6", "18446744073709551616"] {
+        let raw = format!(
+            "POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n\
+             POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nEVIL!"
+        );
+        let out = String::from_utf8_lossy(&exchange(
+            server.addr,
+            raw.as_bytes(),
+            Duration::from_millis(500),
+        ))
+        .into_owned();
+        assert!(out.starts_with("HTTP/1.1 400 "), "{bad}: {out}");
+        assert!(
+            !out.contains("200 OK"),
+            "{bad}: smuggled request was handled: {out}"
+        );
+    }
+    let raw = "POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+               0\r\n\r\nPOST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nEVIL!";
+    let out = String::from_utf8_lossy(&exchange(
+        server.addr,
+        raw.as_bytes(),
+        Duration::from_millis(500),
+    ))
+    .into_owned();
+    assert!(
+        out.starts_with("HTTP/1.1 400 ") && !out.contains("200 OK"),
+        "{out}"
+    );
+    assert_eq!(server.data(), b"", "nothing may be appended");
+    assert_eq!(server.request("POST", "/store", b"fine").status, 200);
+}
+
+#[test]
+fn stalled_and_trickling_uploads_delay_nobody() {
+    let server = Server::start();
+    // Headers promise 100 000 bytes; the body never comes.
+    let mut stalled = connect(server.addr);
+    stalled
+        .write_all(b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nabc")
+        .unwrap();
+    // A chunked body that trickles in one byte at a time.
+    let mut trickle = connect(server.addr);
+    trickle
+        .write_all(b"POST /store HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+        .unwrap();
+    // Expect: 100-continue with a body that is never sent after the 100.
+    let mut expecting = connect(server.addr);
+    expecting.write_all(b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    for i in 0..20 {
+        if i < 3 {
+            trickle.write_all(&b"cde"[i..i + 1]).unwrap();
+        }
+        let body = format!("steady {i};");
+        assert_eq!(
+            server.request("POST", "/store", body.as_bytes()).status,
+            200
+        );
+        assert_eq!(server.request("GET", "/healthz", b"").status, 200);
+        assert_eq!(server.request("GET", "/get", b"").status, 503); // no DNS here: a fast 503
+    }
+    let data = String::from_utf8(server.data()).unwrap();
+    assert_eq!(
+        data,
+        (0..20).map(|i| format!("steady {i};")).collect::<String>()
+    );
+    // The trickled body completes and is stored whole after everything else.
+    trickle.write_all(b"\r\n0\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut trickle, false).unwrap().status, 200);
+    assert!(server.data().ends_with(b"abcde"));
+}
+
+#[test]
+fn two_thousand_idle_connections_do_not_stop_new_clients() {
+    let server = Server::start();
+    let idle: Vec<TcpStream> = (0..2000)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // Half of them have sent a complete request and keep the connection open afterwards.
+    let mut kept = Vec::new();
+    for mut stream in idle.into_iter().take(1000) {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        kept.push(stream);
+    }
+    for i in 0..10 {
+        assert_eq!(
+            server
+                .request("POST", "/store", format!("{i}").as_bytes())
+                .status,
+            200
+        );
+    }
+    for stream in kept.iter_mut().take(50) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(read_reply(stream, false).unwrap().status, 200);
+    }
+    assert_eq!(server.data(), b"0123456789");
+}
+
+#[test]
+fn a_dns_server_that_never_answers_does_not_slow_store() {
+    // A "DNS server" that reads queries and never replies. resolv.conf cannot name a port, so it
+    // sits on port 53 of a loopback address of its own.
+    let dir = TempDir::new("blackhole");
+    let resolv = dir.path().join("resolv.conf");
+    let hole = match UdpSocket::bind("127.0.53.253:53") {
+        Ok(s) => s,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("cannot bind a loopback port 53 for the black hole DNS server: {e}");
+            }
+            eprintln!(
+                "SKIPPED: a_dns_server_that_never_answers_does_not_slow_store: cannot bind port 53 ({e})"
+            );
+            return;
+        }
+    };
+    std::fs::write(
+        &resolv,
+        format!("nameserver {}\n", hole.local_addr().unwrap().ip()),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        Options::new()
+            .env("RESOLV_CONF", resolv.to_str().unwrap())
+            .env("LOOKUP_TIMEOUT_MS", "3000"),
+    );
+    let addr = server.addr;
+    let lookups: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || (Instant::now(), request(addr, "GET", "/get", b""))))
+        .collect();
+    for i in 0..50 {
+        assert_eq!(
+            server
+                .request("POST", "/store", format!("{i},").as_bytes())
+                .status,
+            200
+        );
+    }
+    // All 50 stores were acknowledged while the lookups were still waiting on the black hole.
+    for lookup in lookups {
+        let (started, reply) = lookup.join().unwrap();
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(
+            reply.text().contains("lookup hello-stateful-service"),
+            "{}",
+            reply.text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "lookup was not bounded"
+        );
+    }
+    assert_eq!(
+        server.data().len(),
+        (0..50).map(|i: i32| format!("{i},").len()).sum::<usize>()
+    );
+}
+
+#[test]
+fn the_process_exits_non_zero_when_the_accept_loop_dies() {
+    // With 40 descriptors in all, accept() fails with EMFILE, which ends tiny_http's accept loop.
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        if std::env::var_os("CI").is_some() {
+            panic!("prlimit (util-linux) is missing");
+        }
+        eprintln!(
+            "SKIPPED: the_process_exits_non_zero_when_the_accept_loop_dies: prlimit not installed"
+        );
+        return;
+    }
+    let mut options = Options::new();
+    options.wrapper = vec!["prlimit".into(), "--nofile=40:40".into(), "--".into()];
+    let mut server = Server::start_with(options);
+    let _held: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server must exit, not hang");
+    assert_eq!(status.code(), Some(1), "{}", server.log_text());
+    assert!(
+        server.log_text().contains("accept loop died"),
+        "{}",
+        server.log_text()
+    );
+}

@@ -1,0 +1,278 @@
+//! A running hello-stateful binary for integration tests: its own data directory and port,
+//! killed and cleaned up in `Drop`, also when the test fails.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("hello-stateful-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir); // a leftover of an earlier run, if any
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0); // best effort: it is under the temp dir
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+/// Settings for a test server; `env` entries override the defaults.
+pub struct Options {
+    pub env: Vec<(String, String)>,
+    /// Command prefix such as `prlimit --nofile=32:32 --`, for tests of resource limits.
+    pub wrapper: Vec<String>,
+}
+
+impl Options {
+    pub fn new() -> Options {
+        Options {
+            env: Vec::new(),
+            wrapper: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Options {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Options::new())
+    }
+
+    pub fn start_with(options: Options) -> Server {
+        let dir = TempDir::new("server");
+        let log = dir.path().join("server.log");
+        // An unused port, re-bound by the server at once; a clash shows up as a start-up error.
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let binary = env!("CARGO_BIN_EXE_hello-stateful");
+        let mut command = match options.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        // Without a DNS server of the test's own, /get must fail fast: nothing listens here.
+        let resolv = dir.path().join("resolv.conf");
+        std::fs::write(
+            &resolv,
+            "nameserver 127.0.0.254\noptions timeout:1 attempts:1\n",
+        )
+        .unwrap();
+        command
+            .env_clear()
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("DATA_FILE", dir.path().join("data/hello"))
+            .env("RESOLV_CONF", &resolv)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in &options.env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start hello-stateful");
+        let mut server = Server {
+            child,
+            addr,
+            dir,
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Polls /healthz until it answers; panics with the server's log if it never does.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("server exited at start with {status}: {}", self.log_text());
+            }
+            if let Ok(r) = try_request(self.addr, "GET", "/healthz", b"", &[]) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("server never became healthy: {}", self.log_text());
+    }
+
+    pub fn data_file(&self) -> PathBuf {
+        self.dir.path().join("data/hello")
+    }
+
+    pub fn data(&self) -> Vec<u8> {
+        std::fs::read(self.data_file()).unwrap_or_default()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        request(self.addr, method, path, body)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`; None if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Resident memory of the server, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // it may have exited already
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Reply {
+    try_request(addr, method, path, body, &[]).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// One HTTP/1.1 request on a new connection, with a 10 s bound on every read.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
+    }) {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    read_reply(&mut stream, method == "HEAD")
+}
+
+/// Reads one response (Content-Length framed) from the stream.
+pub fn read_reply(stream: &mut impl Read, head_only: bool) -> std::io::Result<Reply> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before a response",
+            ));
+        }
+        raw.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; if head_only { 0 } else { length }];
+    stream.read_exact(&mut body)?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}

@@ -363,3 +363,32 @@ fn answers_are_cached_for_their_ttl_then_looked_up_again() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn next_server_answers_when_the_first_is_silent() {
+    let Some(dns) = Dnsmasq::start(
+        "next_server_answers_when_the_first_is_silent",
+        addr(11),
+        &pod_records([0], false),
+    ) else {
+        return;
+    };
+    let _hole = BlackHole::start(addr(10));
+    // The silent server first; one second per try, so the second server is reached well
+    // within the lookup's bound.
+    let conf = dns.dir().join("resolv.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "nameserver {}\nnameserver {}\n{POD_SEARCH}options timeout:1\n",
+            addr(10),
+            addr(11)
+        ),
+    )
+    .expect("write resolv.conf");
+    let r = Resolver::new(conf, Duration::from_secs(4));
+    let answer = r
+        .lookup_srv("hello-stateful-service")
+        .expect("second server answers");
+    assert_eq!(answer.records.len(), 1);
+}

@@ -285,6 +285,16 @@ impl Resolver {
     }
 }
 
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cache's contents are not useful in a Debug line; where the config comes from is.
+        f.debug_struct("Resolver")
+            .field("resolv_conf", &self.resolv_conf)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Completes a flight: stores the outcome in the cache and wakes the waiters. If the lookup
 /// panicked, `Drop` removes the pending slot and hands the waiters an error instead of
 /// leaving them to time out.

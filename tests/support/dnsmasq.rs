@@ -1,0 +1,200 @@
+//! Test fixture: a real dnsmasq serving given records on a loopback address, port 53, plus a
+//! resolv.conf pointing at it; dnsmasq is killed and the files removed in `Drop`.
+//!
+//! Include it with `#[path = "support/dnsmasq.rs"] mod dnsmasq;`. Each test picks its own
+//! address in 127.0.0.0/8 (Linux routes the whole block to `lo`), so tests run in parallel.
+//! Port 53 is fixed because resolv.conf cannot name another port, so this needs root (or
+//! CAP_NET_BIND_SERVICE): without dnsmasq or root, tests print a loud `SKIPPED:` line and
+//! return, except under `CI`, where a skip would hide a gap and panics instead.
+
+#![allow(dead_code)] // each test binary uses a different part of the fixture
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hello-stateful-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Best effort: a leftover directory in /tmp is harmless.
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether tests that need dnsmasq and port 53 can run. Prints `SKIPPED: <test>: <why>` and
+/// returns false when they cannot; panics instead when the `CI` variable is set.
+pub fn available(test: &str) -> bool {
+    let why = if !Path::new(DNSMASQ).exists() {
+        Some("dnsmasq not installed")
+    } else if !is_root() {
+        Some("not root (dnsmasq must bind port 53)")
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: {why}, and CI must never skip (install dnsmasq, run as root)")
+        }
+        Some(why) => {
+            // Written to the stderr handle itself, not through eprintln!, which the test
+            // harness captures and hides for passing tests: a skip must be seen.
+            let line = format!("SKIPPED: {test}: {why}\n");
+            // If stderr is gone there is nobody to tell.
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            false
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // The effective uid is the second field of `Uid:` in /proc/self/status.
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
+            .unwrap_or(false)
+    })
+}
+
+/// A running dnsmasq.
+pub struct Dnsmasq {
+    child: Option<Child>,
+    addr: Ipv4Addr,
+    dir: TempDir,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq on `addr`:53 with `options` (dnsmasq long options without the leading
+    /// dashes, such as `srv-host=...`, `host-record=...`, `local=/cluster.local/`,
+    /// `local-ttl=5`) and waits until it accepts connections. Returns `None` after printing
+    /// a skip line when dnsmasq cannot run here (see [`available`]).
+    pub fn start(test: &str, addr: Ipv4Addr, options: &[String]) -> Option<Dnsmasq> {
+        if !available(test) {
+            return None;
+        }
+        let dir = TempDir::new("dnsmasq");
+        let log = fs::File::create(dir.path().join("dnsmasq.log")).expect("log file");
+        let log_err = log.try_clone().expect("log file");
+        let mut cmd = Command::new(DNSMASQ);
+        cmd.args([
+            "--no-resolv",
+            "--no-hosts",
+            "--keep-in-foreground",
+            // No /etc/dnsmasq.conf: only what the test asks for.
+            "--conf-file=/dev/null",
+            "--bind-interfaces",
+            "--port=53",
+            // No pid file: parallel instances would fight over /run/dnsmasq.pid.
+            "--pid-file=",
+            "--log-facility=-",
+            "--log-queries",
+        ])
+        .arg(format!("--listen-address={addr}"))
+        .args(options.iter().map(|o| format!("--{o}")))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+        let child = cmd.spawn().expect("spawn dnsmasq");
+        let mut server = Dnsmasq {
+            child: Some(child),
+            addr,
+            dir,
+        };
+        server.wait_ready();
+        Some(server)
+    }
+
+    /// dnsmasq opens its UDP and TCP sockets together before serving, so an accepted TCP
+    /// connection means both are ready.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let target = SocketAddr::from((self.addr, 53));
+        loop {
+            if TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("dnsmasq exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq not ready on {target} after 10 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `resolv.conf` in the fixture's directory: `nameserver <addr>` then `extra`.
+    pub fn write_resolv_conf(&self, extra: &str) -> PathBuf {
+        write_resolv_conf(self.dir.path(), self.addr, extra)
+    }
+
+    /// dnsmasq's log so far (queries are logged), for failure messages.
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(self.dir.path().join("dnsmasq.log")) {
+            // A partial log is still useful in a failure message.
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    /// Kills dnsmasq now (the drop does the same).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // It may have exited already; either way it is gone after wait().
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes `<dir>/resolv.conf` with `nameserver <server>` and then `extra`.
+pub fn write_resolv_conf(dir: &Path, server: Ipv4Addr, extra: &str) -> PathBuf {
+    let path = dir.join("resolv.conf");
+    fs::write(&path, format!("nameserver {server}\n{extra}")).expect("write resolv.conf");
+    path
+}

@@ -4,7 +4,9 @@
 //! Peers are the SRV records of the same lookup as `/get`, asked at the port each record gives.
 //! Only `/data` is ever asked, so a `/cluster` never fans out further. Fetches run on threads of
 //! their own, at most [`MAX_FETCHES`] at once across all requests, so a dead or slow peer costs
-//! its own timeout and nothing else, and never touches the writing of data.
+//! its own timeout and nothing else, and never touches the writing of data. A request never
+//! waits for those slots past its own time bound: a peer it cannot ask in time gets an error
+//! line.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,7 +39,7 @@ pub fn cluster(
             return Reply::error(503, e);
         }
     };
-    let results = fetch_all(resolver, &answer.records, peer_timeout);
+    let results = fetch_all(resolver, &answer.records, peer_timeout, &FETCHES);
     let mut page = format!("You've hit {hostname}\nData stored in the cluster:\n").into_bytes();
     for (record, result) in answer.records.iter().zip(results) {
         page.extend_from_slice(format!("- {}: ", record.target).as_bytes());
@@ -74,45 +76,64 @@ fn fetch_all(
     resolver: &Arc<Resolver>,
     peers: &[Srv],
     timeout: Duration,
+    slots: &'static Slots,
 ) -> Vec<Result<PeerData, String>> {
+    let mut results: Vec<Option<Result<PeerData, String>>> = peers.iter().map(|_| None).collect();
+    // Fetches start in waves of at most MAX_FETCHES, and other requests' fetches hold slots
+    // too. A peer that finds no slot by the end of the waves its own request needs is
+    // reported instead of waited for, so the page never waits more than `waves + 1`
+    // timeouts, however busy the server is.
+    let waves = peers.len().div_ceil(MAX_FETCHES).max(1) as u32;
+    let start_by = Instant::now() + timeout * waves;
+    let mut last_deadline = Instant::now();
     let (tx, rx) = mpsc::channel();
     for (i, peer) in peers.iter().enumerate() {
+        let Some(slot) = slots.acquire_until(start_by) else {
+            results[i] = Some(Err(format!(
+                "not asked: {MAX_FETCHES} peer fetches already running"
+            )));
+            continue;
+        };
+        // Each peer's clock starts when its fetch can start, so waiting for a slot costs no
+        // peer its time.
+        let deadline = Instant::now() + timeout;
+        last_deadline = deadline;
         let (peer_tx, resolver, target, port) =
             (tx.clone(), resolver.clone(), peer.target.clone(), peer.port);
-        FETCHES.acquire();
-        // Each peer's clock starts when its fetch can start, so waiting for a slot costs no peer its time.
-        let deadline = Instant::now() + timeout;
         let spawned = thread::Builder::new()
             .name("peer".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                let result = fetch(&resolver, &target, port, deadline);
-                FETCHES.release();
+                let result = fetch(&resolver, &target, port, deadline, timeout);
+                drop(slot);
                 // The page may have been sent already if this peer was too slow; nobody listens then.
                 let _ = peer_tx.send((i, result));
             });
+        // The slot went with the closure, which is dropped when the thread cannot start.
         if let Err(e) = spawned {
-            FETCHES.release();
-            let _ = tx.send((i, Err(format!("cannot start a fetch: {e}")))); // rx is alive here
+            results[i] = Some(Err(format!("cannot start a fetch: {e}")));
         }
     }
     drop(tx);
-    let mut results: Vec<Option<Result<PeerData, String>>> = peers.iter().map(|_| None).collect();
-    // Every fetch gives up by its own deadline; this bound only guards against a stuck thread.
-    let give_up =
-        Instant::now() + timeout * (peers.len() as u32 / MAX_FETCHES as u32 + 1) + timeout;
+    // Every connection gives up by its deadline, but the address lookup before it is bounded
+    // by LOOKUP_TIMEOUT_MS instead: the page waits for no fetch past the last deadline (plus a
+    // moment for its result to arrive), and a peer still out then has timed out.
+    let give_up = last_deadline + REPORT_GRACE;
     while let Some(wait) = give_up.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(wait) {
             Ok((i, result)) => results[i] = Some(result),
             Err(_) => break, // all answered (disconnected) or out of time
         }
     }
-    let late = format!("timed out after {} ms", timeout.as_millis());
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(late.clone())))
+        .map(|r| r.unwrap_or_else(|| Err(timed_out(timeout))))
         .collect()
 }
+
+/// How long after the last fetch's deadline its result may take to reach the page: the fetch
+/// thread notices its deadline from a socket timeout and needs a moment to send the result.
+const REPORT_GRACE: Duration = Duration::from_millis(100);
 
 /// A counting semaphore: std has none.
 struct Slots {
@@ -120,99 +141,137 @@ struct Slots {
     freed: Condvar,
 }
 
-static FETCHES: Slots = Slots {
-    free: Mutex::new(MAX_FETCHES),
-    freed: Condvar::new(),
-};
+static FETCHES: Slots = Slots::new(MAX_FETCHES);
 
 impl Slots {
-    fn acquire(&self) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+    const fn new(n: usize) -> Slots {
+        Slots {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
         }
-        *free -= 1;
     }
 
-    fn release(&self) {
-        *self.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.freed.notify_one();
+    /// Takes a slot, waiting for one until `deadline`; None if none came free by then. The
+    /// slot is given back when dropped, so a fetch that panics cannot keep it for good.
+    fn acquire_until(&self, deadline: Instant) -> Option<Slot<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            free = match self.freed.wait_timeout(free, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        *free -= 1;
+        Some(Slot(self))
     }
 }
 
-/// GET `/data` from one peer, all of it within `deadline`.
+/// One taken slot of [`Slots`].
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("timed out after {} ms", timeout.as_millis())
+}
+
+/// GET `/data` from one peer, its address looked up through the pod's resolver, all of it by
+/// `deadline` (`timeout` is only for the error text).
 pub fn fetch(
     resolver: &Resolver,
     target: &str,
     port: u16,
     deadline: Instant,
+    timeout: Duration,
 ) -> Result<PeerData, String> {
-    let timed_out = || "timed out".to_string();
     let addrs = resolver.lookup_ipv4(target).map_err(|e| e.to_string())?;
     let ip = *addrs
         .first()
         .ok_or_else(|| format!("lookup {target}: no IPv4 address"))?;
     let addr = SocketAddr::from((ip, port));
-    let remaining = |deadline: Instant| {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-    };
-    let mut stream = TcpStream::connect_timeout(&addr, remaining(deadline).ok_or_else(timed_out)?)
-        .map_err(|e| describe(addr, e))?;
+    get_data(addr, target.trim_end_matches('.'), deadline)
+        .map_err(|why| format!("GET http://{addr}/data: {}", reason(why, timeout)))
+}
+
+/// GET `/data` from `addr`, all of it by `deadline`; `host` goes in the `Host` header.
+fn get_data(addr: SocketAddr, host: &str, deadline: Instant) -> Result<PeerData, io::Error> {
+    let left = remaining(deadline)?;
+    let mut stream = TcpStream::connect_timeout(&addr, left)?;
     // HTTP/1.0 so the peer answers with a Content-Length (tiny_http only chunks for 1.1) and closes.
-    let host = target.trim_end_matches('.');
+    let port = addr.port();
     let request =
         format!("GET /data HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: hello-stateful\r\n\r\n");
-    stream
-        .set_write_timeout(remaining(deadline))
-        .map_err(|e| describe(addr, e))?;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| describe(addr, e))?;
-    let mut reader = DeadlineReader {
-        stream,
-        deadline,
-        addr,
-    };
-    read_response(&mut reader)
+    stream.set_write_timeout(Some(remaining(deadline)?))?;
+    stream.write_all(request.as_bytes())?;
+    read_response(&mut DeadlineReader { stream, deadline })
+}
+
+/// The time left until `deadline`, or a timeout error if there is none.
+fn remaining(deadline: Instant) -> io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+}
+
+/// One line saying why a fetch failed: io errors without their `(os error N)` tail, and every
+/// kind of timeout worded the same.
+fn reason(e: io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timed_out(timeout),
+        _ => {
+            let text = e.to_string();
+            let text = match text.find(" (os error ") {
+                Some(at) => &text[..at],
+                None => &text,
+            };
+            let mut chars = text.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_lowercase().chain(chars).collect()
+            })
+        }
+    }
 }
 
 /// Reads a socket, never past the deadline.
 struct DeadlineReader {
     stream: TcpStream,
     deadline: Instant,
-    addr: SocketAddr,
 }
 
 impl Read for DeadlineReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self
-            .deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero());
-        let left = left.ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))?;
-        self.stream.set_read_timeout(Some(left))?;
-        self.stream.read(buf)
+        loop {
+            self.stream
+                .set_read_timeout(Some(remaining(self.deadline)?))?;
+            match self.stream.read(buf) {
+                // A socket with a receive timeout is not restarted after a signal handler
+                // (signal(7)), even with SA_RESTART: SIGTERM must not fail a fetch.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                read => return read,
+            }
+        }
     }
 }
 
-fn describe(addr: SocketAddr, e: io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!("{addr}: timed out"),
-        _ => format!("{addr}: {e}"),
-    }
+fn invalid(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
 /// Parses a peer's response: status 200, then the body, keeping only its last [`SHOWN_BYTES`].
-fn read_response(reader: &mut DeadlineReader) -> Result<PeerData, String> {
-    let addr = reader.addr;
+fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
     let mut head = Vec::new();
     let mut buf = [0u8; 8192];
     let (header_end, mut rest) = loop {
-        let n = reader.read(&mut buf).map_err(|e| describe(addr, e))?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
-            return Err(format!("{addr}: connection closed before a response"));
+            return Err(invalid("connection closed before a response".into()));
         }
         head.extend_from_slice(&buf[..n]);
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -220,7 +279,7 @@ fn read_response(reader: &mut DeadlineReader) -> Result<PeerData, String> {
             break (end, rest);
         }
         if head.len() > MAX_HEADER_BYTES {
-            return Err(format!("{addr}: response header too large"));
+            return Err(invalid("response header too large".into()));
         }
     };
     let head = String::from_utf8_lossy(&head[..header_end]);
@@ -228,7 +287,7 @@ fn read_response(reader: &mut DeadlineReader) -> Result<PeerData, String> {
     let status_line = lines.next().unwrap_or_default();
     let status = status_line.split(' ').nth(1).unwrap_or_default();
     if status != "200" {
-        return Err(format!("{addr}: answered {}", status_line.trim()));
+        return Err(invalid(format!("answered {}", status_line.trim())));
     }
     let length: Option<u64> = lines
         .filter_map(|l| l.split_once(':'))
@@ -239,21 +298,26 @@ fn read_response(reader: &mut DeadlineReader) -> Result<PeerData, String> {
         tail: Vec::new(),
     };
     loop {
-        keep_tail(&mut data, &rest);
+        // Bytes past the stated length are not the file's: keep none of them.
+        let wanted = length.map_or(rest.len(), |len| {
+            rest.len()
+                .min(usize::try_from(len - data.total).unwrap_or(usize::MAX))
+        });
+        keep_tail(&mut data, &rest[..wanted]);
         if length.is_some_and(|len| data.total >= len) {
             break;
         }
-        let n = reader.read(&mut buf).map_err(|e| describe(addr, e))?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }
         rest = buf[..n].to_vec();
     }
     match length {
-        Some(len) if data.total < len => Err(format!(
-            "{addr}: data ended after {} of {len} bytes",
+        Some(len) if data.total < len => Err(invalid(format!(
+            "data ended after {} of {len} bytes",
             data.total
-        )),
+        ))),
         _ => Ok(data),
     }
 }
@@ -291,5 +355,96 @@ mod tests {
         assert_eq!(data.tail.len(), SHOWN_BYTES);
         assert!(data.tail.ends_with(b"aEND"));
         assert!(data.shown().starts_with(b"(last 4096 of 5003 bytes) aaa"));
+    }
+
+    fn parse(response: &[u8]) -> Result<PeerData, String> {
+        read_response(&mut &response[..]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn body_is_read_up_to_its_stated_length() {
+        let data = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabcEXTRA").unwrap();
+        assert_eq!((data.total, &data.tail[..]), (3, &b"abc"[..]));
+        // Without a length, the body is whatever comes before the peer closes.
+        let data = parse(b"HTTP/1.0 200 OK\r\n\r\nabcd").unwrap();
+        assert_eq!((data.total, &data.tail[..]), (4, &b"abcd"[..]));
+    }
+
+    #[test]
+    fn bad_responses_are_one_line_reasons() {
+        assert_eq!(
+            parse(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+            Err("answered HTTP/1.0 503 Service Unavailable".into())
+        );
+        assert_eq!(
+            parse(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nab"),
+            Err("data ended after 2 of 5 bytes".into())
+        );
+        assert_eq!(
+            parse(b"HTTP/1.0 200 OK\r\n"),
+            Err("connection closed before a response".into())
+        );
+        assert_eq!(
+            parse(&[b'x'; MAX_HEADER_BYTES + 8192]),
+            Err("response header too large".into())
+        );
+    }
+
+    #[test]
+    fn reasons_read_like_the_rest_of_the_page() {
+        let timeout = Duration::from_millis(500);
+        let refused = io::Error::from_raw_os_error(111);
+        assert_eq!(reason(refused, timeout), "connection refused");
+        let slow = io::Error::from(io::ErrorKind::WouldBlock);
+        assert_eq!(reason(slow, timeout), "timed out after 500 ms");
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_times_out_by_the_deadline() {
+        // Never accepted: the kernel completes the handshake into the backlog, and nothing is
+        // ever sent back, which is what a hung peer looks like from here.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let err = get_data(addr, "peer", Instant::now() + Duration::from_millis(100)).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn slots_are_waited_for_until_the_deadline_only() {
+        let slots = Slots::new(1);
+        let taken = slots.acquire_until(Instant::now());
+        assert!(taken.is_some());
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert!(slots.acquire_until(deadline).is_none());
+        assert!(Instant::now() >= deadline);
+        drop(taken);
+        assert!(slots.acquire_until(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn a_peer_that_finds_no_free_slot_is_reported_not_waited_for() {
+        static ONE: Slots = Slots::new(1);
+        let _taken = ONE.acquire_until(Instant::now()).unwrap();
+        // Never consulted: the peer is never fetched.
+        let resolver = Arc::new(Resolver::new("/nonexistent".into(), Duration::from_secs(1)));
+        let peer = Srv {
+            priority: 0,
+            weight: 100,
+            port: 8000,
+            target: "hello-stateful-0.svc.".into(),
+        };
+        let results = fetch_all(&resolver, &[peer], Duration::from_millis(50), &ONE);
+        assert_eq!(
+            results,
+            [Err(format!(
+                "not asked: {MAX_FETCHES} peer fetches already running"
+            ))]
+        );
     }
 }

@@ -77,7 +77,11 @@ impl Server {
         let dir = TempDir::new("server");
         let log = dir.path().join("server.log");
         // An unused port, re-bound by the server at once; a clash shows up as a start-up error.
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // A test that gives its own LISTEN_ADDR (a loopback address per peer) is served there.
+        let addr: SocketAddr = match options.env.iter().rev().find(|(k, _)| k == "LISTEN_ADDR") {
+            Some((_, listen)) => listen.parse().expect("LISTEN_ADDR option is ip:port"),
+            None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        };
         let binary = env!("CARGO_BIN_EXE_hello-stateful");
         let mut command = match options.wrapper.split_first() {
             Some((program, args)) => {

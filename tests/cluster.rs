@@ -1,0 +1,326 @@
+//! `/cluster` through the real binary: several instances on loopback addresses of their own,
+//! all on one port that only the SRV records name, and dnsmasq serving the headless Service's
+//! SRV records and the pods' A records behind a pod-like resolv.conf.
+//!
+//! Test number T owns DNS address 127.0.55.T and peer addresses 127.0.(60+T).N (the resolver
+//! tests use 127.0.53.N, the /get tests 127.0.54.N), so the tests run in parallel.
+
+#[path = "support/dnsmasq.rs"]
+mod dnsmasq;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use dnsmasq::Dnsmasq;
+use support::server::{Options, Server};
+
+const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
+                          options ndots:5\n";
+const SERVICE: &str = "hello-stateful-service.default.svc.cluster.local";
+/// Short, so a stalled peer fails the test quickly if `/cluster` waits for it too long.
+const PEER_TIMEOUT_MS: u64 = 500;
+
+fn target(i: usize) -> String {
+    format!("hello-stateful-{i}.hello-stateful-service.default.svc.cluster.local.")
+}
+
+fn hostname() -> String {
+    dns_lookup::get_hostname().unwrap()
+}
+
+/// One pod of the test's StatefulSet, as the peer fetching its `/data` finds it.
+enum Pod {
+    /// A running server that stored this data.
+    Up(Vec<u8>),
+    /// Its address has no listener: connections are refused.
+    Down,
+    /// The connection is accepted and then nothing is ever sent back.
+    Stalled,
+    /// In the SRV answer, but its name has no A record.
+    Unresolvable,
+}
+
+/// A cluster of pods `hello-stateful-<ordinal>` and the DNS that lists them.
+struct Cluster {
+    /// Servers by ordinal, for the pods that are up.
+    servers: Vec<(usize, Server)>,
+    /// Listeners of stalled pods: connections complete in their backlog and are never read.
+    _stalled: Vec<TcpListener>,
+    port: u16,
+    dns: Dnsmasq,
+}
+
+impl Cluster {
+    /// Starts DNS on 127.0.55.`test` and pod `ordinal` on 127.0.(60+`test`).(ordinal+1). The
+    /// SRV records are given in the order of `pods`, which need not be sorted.
+    fn start(name: &str, test: u8, pods: &[(usize, Pod)]) -> Option<Cluster> {
+        let ip = |ordinal: usize| Ipv4Addr::new(127, 0, 60 + test, ordinal as u8 + 1);
+        let ips: Vec<Ipv4Addr> = pods.iter().map(|&(i, _)| ip(i)).collect();
+        let port = common_port(&ips);
+        let mut options = vec!["local=/cluster.local/".to_string()];
+        for (i, pod) in pods {
+            let weight = 100 / pods.len();
+            options.push(format!(
+                "srv-host={SERVICE},{},{port},0,{weight}",
+                target(*i)
+            ));
+            if !matches!(pod, Pod::Unresolvable) {
+                options.push(format!("host-record={},{}", target(*i), ip(*i)));
+            }
+        }
+        let dns = Dnsmasq::start(name, Ipv4Addr::new(127, 0, 55, test), &options)?;
+        let resolv_conf = dns.write_resolv_conf(POD_SEARCH).display().to_string();
+        let mut servers = Vec::new();
+        let mut stalled = Vec::new();
+        for (i, pod) in pods {
+            match pod {
+                Pod::Up(data) => {
+                    let server = Server::start_with(
+                        Options::new()
+                            .env("LISTEN_ADDR", format!("{}:{port}", ip(*i)))
+                            .env("RESOLV_CONF", resolv_conf.clone())
+                            .env("PEER_TIMEOUT_MS", PEER_TIMEOUT_MS.to_string()),
+                    );
+                    let stored = server.request("POST", "/store", data);
+                    assert_eq!(stored.status, 200, "{}", stored.text());
+                    assert_eq!(&server.data(), data);
+                    servers.push((*i, server));
+                }
+                Pod::Stalled => stalled.push(TcpListener::bind((ip(*i), port)).unwrap()),
+                Pod::Down | Pod::Unresolvable => {}
+            }
+        }
+        Some(Cluster {
+            servers,
+            _stalled: stalled,
+            port,
+            dns,
+        })
+    }
+
+    /// The server of the first pod that is up: the one the tests ask.
+    fn entry(&self) -> &Server {
+        &self.servers[0].1
+    }
+
+    /// `GET /cluster` on the entry server; panics with the DNS log when it is not a 200.
+    fn page(&self) -> String {
+        let reply = self.entry().request("GET", "/cluster", b"");
+        assert_eq!(
+            reply.status,
+            200,
+            "{}\ndnsmasq:\n{}",
+            reply.text(),
+            self.dns.log()
+        );
+        reply.text()
+    }
+}
+
+/// A port free on every one of `ips` at once, so all pods share it as StatefulSet pods do.
+/// Found by binding them all; a port taken on one of them is skipped.
+fn common_port(ips: &[Ipv4Addr]) -> u16 {
+    for _ in 0..50 {
+        let first = TcpListener::bind((ips[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let rest: Result<Vec<TcpListener>, _> = ips[1..]
+            .iter()
+            .map(|&ip| TcpListener::bind((ip, port)))
+            .collect();
+        // 8000 is the default: a port that only the SRV records give must be another one.
+        if rest.is_ok() && port != 8000 {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}");
+}
+
+/// The page's head as the entry server writes it.
+fn head() -> String {
+    format!("You've hit {}\nData stored in the cluster:\n", hostname())
+}
+
+fn line(ordinal: usize, shown: &str) -> String {
+    format!("- {}: {shown}\n", target(ordinal))
+}
+
+/// The page's line for `ordinal`, which must be an error line; returns its reason.
+fn error_of(page: &str, ordinal: usize) -> String {
+    let prefix = format!("- {}: error: ", target(ordinal));
+    let line = page
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no error line for pod {ordinal}:\n{page}"));
+    line[prefix.len()..].to_string()
+}
+
+#[test]
+fn every_pods_data_in_natural_order() {
+    // Shuffled SRV records, and ordinal 10 to show natural order (-2 before -10).
+    let data = |i: usize| format!("data of pod {i}, stored at its own address").into_bytes();
+    let Some(cluster) = Cluster::start(
+        "every_pods_data_in_natural_order",
+        0,
+        &[
+            (10, Pod::Up(data(10))),
+            (1, Pod::Up(data(1))),
+            (2, Pod::Up(data(2))),
+            (0, Pod::Up(data(0))),
+        ],
+    ) else {
+        return;
+    };
+    let expected = head()
+        + &line(0, "data of pod 0, stored at its own address")
+        + &line(1, "data of pod 1, stored at its own address")
+        + &line(2, "data of pod 2, stored at its own address")
+        + &line(10, "data of pod 10, stored at its own address");
+    assert_eq!(cluster.page(), expected);
+    // Any pod gives the same page (here they all share this machine's hostname).
+    for (_, server) in &cluster.servers {
+        assert_eq!(server.request("GET", "/cluster", b"").text(), expected);
+    }
+    // Every peer was asked at the port its SRV record gave, not at 8000.
+    assert_ne!(cluster.port, 8000);
+    assert_eq!(cluster.entry().addr.port(), cluster.port);
+}
+
+#[test]
+fn head_cluster_sends_the_headers_and_no_body() {
+    let Some(cluster) = Cluster::start(
+        "head_cluster_sends_the_headers_and_no_body",
+        1,
+        &[
+            (0, Pod::Up(b"zero".to_vec())),
+            (1, Pod::Up(b"one".to_vec())),
+        ],
+    ) else {
+        return;
+    };
+    let expected = head() + &line(0, "zero") + &line(1, "one");
+    let mut stream =
+        TcpStream::connect_timeout(&cluster.entry().addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"HEAD /cluster HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200 "), "{text}");
+    assert_eq!(text.find("\r\n\r\n").map(|end| end + 4), Some(raw.len()));
+    let length = format!("content-length: {}\r\n", expected.len());
+    assert!(text.contains(&length), "{text}");
+}
+
+#[test]
+fn a_pod_that_is_down_or_unresolvable_gets_an_error_line() {
+    let Some(cluster) = Cluster::start(
+        "a_pod_that_is_down_or_unresolvable_gets_an_error_line",
+        2,
+        &[
+            (0, Pod::Up(b"zero".to_vec())),
+            (1, Pod::Down),
+            (2, Pod::Up(b"two".to_vec())),
+            (3, Pod::Unresolvable),
+        ],
+    ) else {
+        return;
+    };
+    let page = cluster.page();
+    let down = error_of(&page, 1);
+    let unresolvable = error_of(&page, 3);
+    let expected = head()
+        + &line(0, "zero")
+        + &line(1, &format!("error: {down}"))
+        + &line(2, "two")
+        + &line(3, &format!("error: {unresolvable}"));
+    assert_eq!(page, expected);
+    assert_eq!(
+        down,
+        format!(
+            "GET http://127.0.62.2:{}/data: connection refused",
+            cluster.port
+        )
+    );
+    assert_eq!(unresolvable, format!("lookup {}: no such host", target(3)));
+}
+
+#[test]
+fn a_pod_that_never_answers_costs_its_timeout_only() {
+    let Some(cluster) = Cluster::start(
+        "a_pod_that_never_answers_costs_its_timeout_only",
+        3,
+        &[
+            (0, Pod::Up(b"zero".to_vec())),
+            (1, Pod::Stalled),
+            (2, Pod::Up(b"two".to_vec())),
+        ],
+    ) else {
+        return;
+    };
+    let started = Instant::now();
+    let page = cluster.page();
+    let took = started.elapsed();
+    let stalled = error_of(&page, 1);
+    assert_eq!(
+        page,
+        head() + &line(0, "zero") + &line(1, &format!("error: {stalled}")) + &line(2, "two")
+    );
+    assert!(stalled.contains("timed out after 500 ms"), "{stalled}");
+    // About PEER_TIMEOUT_MS; the bound is loose because timings belong to benchmarks, but a
+    // page that waits for the stalled pod much longer than its timeout must fail.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn data_over_the_cap_shows_its_tail_and_says_so() {
+    // Distinct bytes all along, so a tail taken from the wrong place shows.
+    let big: Vec<u8> = (0..10_000u32)
+        .map(|i| b'a' + (i % 26) as u8)
+        .chain(*b"THE END")
+        .collect();
+    let exact: Vec<u8> = (0..4096u32).map(|i| b'A' + (i % 26) as u8).collect();
+    let Some(cluster) = Cluster::start(
+        "data_over_the_cap_shows_its_tail_and_says_so",
+        4,
+        &[
+            (0, Pod::Up(b"small".to_vec())),
+            (1, Pod::Up(big.clone())),
+            (2, Pod::Up(exact.clone())),
+        ],
+    ) else {
+        return;
+    };
+    let tail = String::from_utf8(big[big.len() - 4096..].to_vec()).unwrap();
+    let expected = head()
+        + &line(0, "small")
+        + &line(1, &format!("(last 4096 of 10007 bytes) {tail}"))
+        + &line(2, std::str::from_utf8(&exact).unwrap());
+    assert_eq!(cluster.page(), expected);
+}
+
+#[test]
+fn failed_lookup_is_503_with_one_line() {
+    // The zone is served but the Service has no record: NXDOMAIN, as with no ready endpoint.
+    let Some(dns) = Dnsmasq::start(
+        "failed_lookup_is_503_with_one_line",
+        Ipv4Addr::new(127, 0, 55, 5),
+        &["local=/cluster.local/".to_string()],
+    ) else {
+        return;
+    };
+    let server = Server::start_with(Options::new().env(
+        "RESOLV_CONF",
+        dns.write_resolv_conf(POD_SEARCH).display().to_string(),
+    ));
+    let reply = server.request("GET", "/cluster", b"");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (503, "lookup hello-stateful-service: no such host\n")
+    );
+}

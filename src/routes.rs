@@ -115,11 +115,9 @@ pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
 }
 
 /// Appends the body, or the greeting when it is empty, and answers with the greeting once the
-/// record is durable.
-pub fn store(storage: &Storage, greeting: &str, body: Vec<u8>, stopping: bool) -> Reply {
-    if stopping {
-        return Reply::error(503, "store: server is shutting down");
-    }
+/// record is durable. During a shutdown the storage stays open until the requests received
+/// before the signal are done, so those are still stored; later ones get 503 from `close`.
+pub fn store(storage: &Storage, greeting: &str, body: Vec<u8>) -> Reply {
     let record = if body.is_empty() {
         greeting.as_bytes().to_vec()
     } else {
@@ -256,7 +254,7 @@ mod tests {
     #[test]
     fn store_appends_body_and_answers_greeting() {
         let (storage, path) = storage("store");
-        let reply = store(&storage, "hello from v2:pod-0", b"xxx".to_vec(), false);
+        let reply = store(&storage, "hello from v2:pod-0", b"xxx".to_vec());
         assert_eq!(
             (reply.status, reply.body_text()),
             (200, Some(&b"hello from v2:pod-0"[..]))
@@ -267,16 +265,18 @@ mod tests {
     #[test]
     fn empty_body_appends_greeting() {
         let (storage, path) = storage("empty");
-        let reply = store(&storage, "hello from v2:pod-0", Vec::new(), false);
+        let reply = store(&storage, "hello from v2:pod-0", Vec::new());
         assert_eq!(reply.status, 200);
         assert_eq!(std::fs::read(&path).unwrap(), b"hello from v2:pod-0");
     }
 
     #[test]
-    fn store_while_stopping_appends_nothing() {
-        let (storage, path) = storage("stopping");
-        let reply = store(&storage, "hello from v2:pod-0", b"late".to_vec(), true);
+    fn store_after_close_appends_nothing() {
+        let (storage, path) = storage("closed");
+        storage.close();
+        let reply = store(&storage, "hello from v2:pod-0", b"late".to_vec());
         assert_eq!(reply.status, 503);
+        assert_eq!(reply.body_text().unwrap(), b"write data file: server is shutting down\n");
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 

@@ -89,12 +89,7 @@ impl Reply {
 /// Runs the endpoint. `body` is the request body, read by the front for `/store` only.
 pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
     match route {
-        Route::Store => store(
-            &app.storage,
-            &app.greeting,
-            body,
-            app.lifecycle.is_stopping(),
-        ),
+        Route::Store => store(&app.storage, &app.greeting, body),
         Route::Get => get(&app.resolver, &app.config.service_name),
         Route::Data => data(&app.storage),
         Route::Cluster => cluster::cluster(
@@ -276,7 +271,10 @@ mod tests {
         storage.close();
         let reply = store(&storage, "hello from v2:pod-0", b"late".to_vec());
         assert_eq!(reply.status, 503);
-        assert_eq!(reply.body_text().unwrap(), b"write data file: server is shutting down\n");
+        assert_eq!(
+            reply.body_text().unwrap(),
+            b"write data file: server is shutting down\n"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 

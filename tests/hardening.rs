@@ -278,3 +278,44 @@ fn the_process_exits_non_zero_when_the_accept_loop_dies() {
         server.log_text()
     );
 }
+
+#[test]
+fn the_process_exits_non_zero_when_the_accept_thread_cannot_start_threads() {
+    // tiny_http's accept thread panics when it cannot spawn a connection thread, and would then
+    // leave the server hung. RLIMIT_NPROC applies only to non-root users and counts every thread
+    // of the user, so the server runs as a user of its own (not "nobody", which dnsmasq uses in
+    // parallel tests) with room for its own few threads and not many more.
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !is_root
+        || std::process::Command::new("prlimit")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        if std::env::var_os("CI").is_some() {
+            panic!("this test needs root and prlimit (util-linux)");
+        }
+        eprintln!(
+            "SKIPPED: the_process_exits_non_zero_when_the_accept_thread_cannot_start_threads: needs root and prlimit"
+        );
+        return;
+    }
+    let mut options = Options::new();
+    options.uid = Some(47474);
+    options.wrapper = vec!["prlimit".into(), "--nproc=24:24".into(), "--".into()];
+    let mut server = Server::start_with(options);
+    let _held: Vec<TcpStream> = (0..60)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server must exit, not hang");
+    assert_eq!(status.code(), Some(1), "{}", server.log_text());
+    assert!(
+        server.log_text().contains("accept loop died"),
+        "{}",
+        server.log_text()
+    );
+}

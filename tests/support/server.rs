@@ -44,6 +44,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Command prefix such as `prlimit --nofile=32:32 --`, for tests of resource limits.
     pub wrapper: Vec<String>,
+    /// Run as this user (the test must be root); the data directory is made writable for it.
+    pub uid: Option<u32>,
 }
 
 impl Options {
@@ -51,6 +53,7 @@ impl Options {
         Options {
             env: Vec::new(),
             wrapper: Vec::new(),
+            uid: None,
         }
     }
 
@@ -109,6 +112,15 @@ impl Server {
             .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in &options.env {
             command.env(k, v);
+        }
+        if let Some(uid) = options.uid {
+            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::process::CommandExt;
+            let open = std::fs::Permissions::from_mode(0o777);
+            std::fs::set_permissions(dir.path(), open.clone()).unwrap();
+            std::fs::create_dir_all(dir.path().join("data")).unwrap();
+            std::fs::set_permissions(dir.path().join("data"), open).unwrap();
+            command.uid(uid).gid(uid);
         }
         let child = command.spawn().expect("start hello-stateful");
         let mut server = Server {

@@ -33,6 +33,7 @@ use tiny_http::{Header, Request, Response, Server, StatusCode};
 use crate::app::App;
 use crate::framing::{self, Framing};
 use crate::routes::{self, Body, Reply, Route};
+use crate::watchdog::WATCHDOG_AGENT;
 use crate::workers::Workers;
 
 /// A declared body up to this size that is refused (413) is drained by tiny_http as usual,
@@ -105,7 +106,13 @@ pub fn serve(app: &Arc<App>, server: &Server, workers: &Workers) -> io::Result<(
     }
     // Requests that arrived after the stop signal get a clear answer, not a cut connection.
     while let Ok(Some(request)) = server.try_recv() {
-        workers.submit(move || respond(request, Reply::error(503, "server is shutting down")));
+        workers.submit(move || {
+            respond(
+                request,
+                Reply::error(503, "server is shutting down"),
+                Instant::now(),
+            )
+        });
     }
     Ok(())
 }
@@ -113,6 +120,7 @@ pub fn serve(app: &Arc<App>, server: &Server, workers: &Workers) -> io::Result<(
 /// Judges the request's framing on the receive loop itself, before the next request of the same
 /// connection can be received, then hands it to a worker.
 fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Request) {
+    let received = Instant::now();
     let remote = request.remote_addr().copied();
     let framing = framing::framing(
         request
@@ -125,7 +133,7 @@ fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Requ
     match framing {
         Err(e) => {
             guard.poison(remote);
-            workers.submit(move || respond(request, Reply::error(400, e)));
+            workers.submit(move || respond(request, Reply::error(400, e), received));
         }
         Ok(Framing::Length(n)) if n > max => {
             let reply = Reply::error(
@@ -135,7 +143,7 @@ fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Requ
             if n > DRAIN_LIMIT {
                 workers.submit(move || park(&app, &guard, request, reply));
             } else {
-                workers.submit(move || respond(request, reply));
+                workers.submit(move || respond(request, reply, received));
             }
         }
         Ok(_) if guard.is_poisoned(remote) => {
@@ -143,14 +151,14 @@ fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Requ
                 400,
                 "bad request: an earlier request on this connection was malformed",
             );
-            workers.submit(move || respond(request, reply));
+            workers.submit(move || respond(request, reply, received));
         }
-        Ok(framing) => workers.submit(move || handle(&app, &guard, request, framing)),
+        Ok(framing) => workers.submit(move || handle(&app, &guard, request, framing, received)),
     }
 }
 
 /// Runs one well-framed request on a worker.
-fn handle(app: &App, guard: &Guard, mut request: Request, framing: Framing) {
+fn handle(app: &App, guard: &Guard, mut request: Request, framing: Framing, received: Instant) {
     let route = routes::route(request.method().as_str(), request.url());
     let body = if route == Route::Store {
         match read_body(&mut request, framing, app.config.max_body_bytes) {
@@ -160,14 +168,14 @@ fn handle(app: &App, guard: &Guard, mut request: Request, framing: Framing) {
                     // The rest of this body would be read as requests: none of it may be handled.
                     guard.poison(request.remote_addr().copied());
                 }
-                return respond(request, reply);
+                return respond(request, reply, received);
             }
         }
     } else {
         Vec::new()
     };
     let path = request.url().to_string();
-    respond(request, routes::handle(app, route, &path, body))
+    respond(request, routes::handle(app, route, &path, body), received)
 }
 
 struct BodyError {
@@ -233,22 +241,28 @@ fn park(app: &App, guard: &Guard, request: Request, reply: Reply) {
     }
 }
 
-/// Sends the reply, logging the request at debug level.
-fn respond(request: Request, reply: Reply) {
-    let started = Instant::now();
+/// Sends the reply, logging the request at debug level (but not the watchdog's probes, four a
+/// second, which would drown the rest).
+fn respond(request: Request, reply: Reply, received: Instant) {
     let (status, method, url, remote) = (
         reply.status,
         request.method().clone(),
         request.url().to_string(),
         request.remote_addr().copied(),
     );
+    let probe = request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("User-Agent") && h.value == WATCHDOG_AGENT);
     if let Err(e) = request.respond(to_response(reply)) {
         log::debug!("{method} {url} from {remote:?}: sending response: {e}");
     }
-    log::debug!(
-        "{method} {url} {status} {:?} from {remote:?}",
-        started.elapsed()
-    );
+    if !probe {
+        log::debug!(
+            "{method} {url} {status} {:?} from {remote:?}",
+            received.elapsed()
+        );
+    }
 }
 
 pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {

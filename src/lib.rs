@@ -10,4 +10,5 @@ pub mod front;
 pub mod lifecycle;
 pub mod routes;
 pub mod storage;
+pub mod watchdog;
 pub mod workers;

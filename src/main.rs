@@ -11,6 +11,7 @@ use hello_stateful::dns::Resolver;
 use hello_stateful::front;
 use hello_stateful::lifecycle::{self, Lifecycle};
 use hello_stateful::storage::Storage;
+use hello_stateful::watchdog;
 use hello_stateful::workers::Workers;
 
 /// Worker threads at most: each stalled client holds one, so this is how many can stall at once
@@ -88,6 +89,9 @@ fn try_main() -> Result<u8, StartError> {
         .map_err(|e| StartError::new(1, format!("listen on {}: {e}", config.listen_addr)))?;
     let server = Arc::new(server);
     lifecycle.attach(server.clone());
+    let bound = server.server_addr().to_ip().unwrap_or(config.listen_addr);
+    watchdog::start(bound, lifecycle.clone())
+        .map_err(|e| StartError::new(1, format!("start the watchdog: {e}")))?;
     log::info!(
         "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes); /get looks up {} (resolver {}, timeout {} ms)",
         env!("CARGO_PKG_VERSION"),

@@ -106,7 +106,7 @@ impl Server {
             .env("LISTEN_ADDR", addr.to_string())
             .env("DATA_FILE", dir.path().join("data/hello"))
             .env("RESOLV_CONF", &resolv)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());

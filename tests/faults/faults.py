@@ -155,8 +155,8 @@ def cmd_check(a):
         events += read_events(path)[1]
     # A request that never reached the server (connection refused while it was down) was not
     # sent; it is counted apart.
-    unsent = sum(1 for e in events if e["sent_at"] is None and e["status"] is None)
-    events = [e for e in events if e["sent_at"] is not None or e["status"] is not None]
+    unsent = sum(1 for e in events if e.get("sent_at") is None and e["status"] is None)
+    events = [e for e in events if e.get("sent_at") is not None or e["status"] is not None]
     data = open(a.data, "rb").read()
     records, tail = split_records(data)
     sent = {e["body"].encode() for e in events}
@@ -215,14 +215,16 @@ def cmd_sigterm_check(a):
         fail("sigterm: the load client never sent the signal")
     before = [e for e in events if e["sent_at"] is not None and e["sent_at"] < sigterm_at - a.grace]
     unanswered = [e for e in before if e["status"] is None]
-    late = [e for e in events if e["sent_at"] is not None and e["sent_at"] >= sigterm_at - a.grace]
-    statuses_before, statuses_late = {}, {}
-    for group, d in ((before, statuses_before), (late, statuses_late)):
+    near = [e for e in events if e["sent_at"] is not None and sigterm_at - a.grace <= e["sent_at"] < sigterm_at]
+    late = [e for e in events if e["sent_at"] is not None and e["sent_at"] >= sigterm_at]
+    statuses_before, statuses_near, statuses_late = {}, {}, {}
+    for group, d in ((before, statuses_before), (near, statuses_near), (late, statuses_late)):
         for e in group:
             k = e["status"] if e["status"] is not None else "no answer"
             d[k] = d.get(k, 0) + 1
     print(f"  sigterm: sent before the signal (by > {a.grace * 1000:.0f} ms) {len(before)}: {fmt_counts(statuses_before)}; "
-          f"around/after it {len(late)}: {fmt_counts(statuses_late)}", flush=True)
+          f"in the {a.grace * 1000:.0f} ms before it {len(near)}: {fmt_counts(statuses_near) or '-'}; "
+          f"after it {len(late)}: {fmt_counts(statuses_late) or '-'}", flush=True)
     if unanswered:
         first = [e for e in unanswered if "-n1-" in e["body"] and e["sent_at"] < sigterm_at - 1]
         why = (f"; {len(first)} of them were the first request of a new connection, sent over 1 s before "
@@ -554,6 +556,11 @@ def cmd_hostile(a):
     print(f"  hostile: steady client over {elapsed:.1f} s: /store 200 {steady['store_ok']}, /get 200 {steady['get_ok']}, "
           f"failed {len(steady['bad'])}; latency p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, "
           f"max {max(lat):.0f} ms", flush=True)
+    slow_steady = sum(1 for ms in lat if ms > 1000)
+    if slow_steady:
+        # Printed, not failed (timings are not asserted): DESIGN.md section 7 wants no client
+        # delayed by more than a second by others.
+        print(f"  hostile: note: {slow_steady} steady requests took over 1 s", flush=True)
     problems = []
     if steady["bad"]:
         problems.append(f"steady client failed {len(steady['bad'])} times, e.g. {steady['bad'][0]} "

@@ -214,7 +214,8 @@ def cmd_sigterm_check(a):
     if sigterm_at is None:
         fail("sigterm: the load client never sent the signal")
     before = [e for e in events if e["sent_at"] is not None and e["sent_at"] < sigterm_at - a.grace]
-    unanswered = [e for e in before if e["status"] is None]
+    # Accepted before the signal means answered and durable: anything but a 200 fails.
+    unanswered = [e for e in before if e["status"] != 200]
     near = [e for e in events if e["sent_at"] is not None and sigterm_at - a.grace <= e["sent_at"] < sigterm_at]
     late = [e for e in events if e["sent_at"] is not None and e["sent_at"] >= sigterm_at]
     statuses_before, statuses_near, statuses_late = {}, {}, {}
@@ -228,10 +229,11 @@ def cmd_sigterm_check(a):
     if unanswered:
         first = [e for e in unanswered if "-n1-" in e["body"] and e["sent_at"] < sigterm_at - 1]
         why = (f"; {len(first)} of them were the first request of a new connection, sent over 1 s before "
-               "the signal and never answered: tiny_http's TaskPool queued the connection behind open "
-               "keep-alive ones (see tests/faults/README.md)") if first else ""
-        fail(f"sigterm: {len(unanswered)} requests sent before the signal got no answer, "
-             f"e.g. {unanswered[0]['error']}{why}")
+               "the signal and not handled until the shutdown: tiny_http's TaskPool queued the connection "
+               "behind open keep-alive ones (see tests/faults/README.md)") if first else ""
+        fail(f"sigterm: {len(unanswered)} requests sent before the signal were not stored "
+             f"(answers {fmt_counts({str(e['status']): 1 for e in unanswered})}), "
+             f"e.g. {unanswered[0]['error'] or unanswered[0]['body'][:24]}{why}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,6 +89,14 @@ class E2E:
         raise Failed(f"{what}: GET /stateful/get through the {comp} ingress\n"
                      f"    expected: 200 {want!r}\n    got:      {got!r}")
 
+    def settle(self):
+        """Wait out the DNS TTL since the last endpoint change: until then a pod may still use
+        a cached answer with a restarted peer's old address, as it would with CoreDNS."""
+        wait = self.c.changed_at + DNS_TTL + 0.5 - time.monotonic()
+        if wait > 0:
+            log(f"waiting {wait:.1f} s for the pods' cached DNS answers to expire (TTL {DNS_TTL} s)")
+            time.sleep(wait)
+
     def store_proxy(self, pod, body):
         got = self.c.proxy(pod.name, "POST", "/store", body.encode())
         want = (200, f"hello from v2:{pod.name}".encode())
@@ -233,12 +241,18 @@ class E2E:
     def s5_rolling_restart(self):
         acked, failed, stop = {}, [], threading.Event()
         lock = threading.Lock()
-        limit, deadline = 1500, time.monotonic() + 180  # per thread; bounded either way
+        # Bounded both ways: at most `limit` requests per thread, paced, and a deadline.
+        limit, pace, deadline = 5000, 0.005, time.monotonic() + 120
+        exhausted = []
 
         def load(t):
-            for n in range(limit):
+            for n in range(limit + 1):
                 if stop.is_set() or time.monotonic() > deadline:
                     return
+                if n == limit:
+                    exhausted.append(t)
+                    return
+                time.sleep(pace)
                 body = f"L{t}-{n};"
                 try:
                     st, reply = self.c.ingress("POST", "/stateful/store", body.encode(),
@@ -269,6 +283,8 @@ class E2E:
             stop.set()
             for t in threads:
                 t.join()
+        expect(not exhausted, "the load ran until every pod had been restarted",
+               f"threads {exhausted} used up their {limit} requests first")
         files = {i: self.c.file_bytes(i) for i in self.c.pods}
         lost = [b for b, pod in acked.items()
                 if files.get(int(pod.rsplit("-", 1)[1]), b"").count(b.encode()) != 1]
@@ -308,6 +324,7 @@ class E2E:
     def s7_cluster(self):
         for pod in self.c.ready_pods():
             self.store_proxy(pod, token(f"cluster-data-of-{pod.name}"))
+        self.settle()
         hits = set()
         for _ in range(2 * len(self.c.ready_pods())):
             hits.add(self.check_cluster(self.c.ingress("GET", "/stateful/cluster"),
@@ -348,6 +365,7 @@ class E2E:
         self.c.forget_dead_pod(dead)
         self.c.create_pod(dead)
         equal(self.c.file_bytes(dead), data, f"{dead_name} restarted with its data")
+        self.settle()
         self.check_cluster(self.c.ingress("GET", "/stateful/cluster"),
                            f"{dead_name} back: every pod's data")
 

@@ -285,6 +285,7 @@ class Cluster:
 
     def reconcile(self):
         self.generation += 1
+        self.changed_at = time.monotonic()
         self.write_dns()
         self.write_nginx()
 

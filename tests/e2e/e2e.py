@@ -403,9 +403,14 @@ def main():
     cluster = Cluster(app, routes, defaults, work)
     results = []
     try:
-        cluster.start()
         print(f"== start: {app.replicas} pods in order")
-        cluster.scale(app.replicas)
+        try:
+            cluster.start()
+            cluster.scale(app.replicas)
+        except (AssertionError, RuntimeError, OSError) as err:
+            print(f"  FAIL: the StatefulSet did not come up: {err}")
+            print("e2e: 0 passed, FAILED at start-up")
+            return 1
         e = E2E(cluster)
         scenarios = [
             ("1 seed flows: kubectl proxy store, /stateful/get through each ingress",
@@ -422,9 +427,17 @@ def main():
             print(f"== scenario {title}", flush=True)
             t0 = time.monotonic()
             try:
-                if len(cluster.pods) != app.replicas or not all(p.ready for p in
-                                                                  cluster.pods.values()):
-                    raise Failed("the previous scenario left the set broken; not run")
+                if cluster.extra_endpoints or len(cluster.pods) != app.replicas or not all(
+                        p.ready for p in cluster.pods.values()):
+                    # A failed scenario may leave pods paused, dead or scaled: start from the
+                    # declared state again (best effort) so the next scenario still runs.
+                    log("restoring the declared state after the failure")
+                    for i, p in list(cluster.pods.items()):
+                        sh("podman", "unpause", p.ctr, check=False)
+                        if not p.ready:
+                            cluster.forget_dead_pod(i)
+                    cluster.extra_endpoints = []
+                    cluster.scale(app.replicas)
                 fn()
                 results.append((title, "PASS", time.monotonic() - t0, ""))
             except (Failed, AssertionError, RuntimeError, OSError) as err:

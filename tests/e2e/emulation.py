@@ -273,7 +273,7 @@ class Cluster:
             i = max(self.pods)
             name = self.pods[i].name
             code, took = self.delete_pod(i)
-            log(f"deleted {name}: exit {code} {took:.2f} s after SIGTERM; volume kept")
+            log(f"deleted {name}: exit {code} {max(took, 0):.2f} s after SIGTERM; volume kept")
             if on_step:
                 on_step()
 
@@ -362,9 +362,9 @@ class Cluster:
                 body = []
                 if r.body_size:
                     body.append(f"client_max_body_size {r.body_size};")
-                if r.rewrite:
-                    body.append(f'rewrite "{r.rewrite[0]}" "{r.rewrite[1]}" break;')
                 if r.backend and r.backend[2] is not None and ready:
+                    if r.rewrite:
+                        body.append(f'rewrite "{r.rewrite[0]}" "{r.rewrite[1]}" break;')
                     body.append(f"proxy_pass http://svc_{r.backend[1]};")
                 else:
                     # A backend without endpoints: ingress-nginx answers 503.

@@ -1,0 +1,455 @@
+"""The StatefulSet on one machine: pods as podman containers, a cluster DNS, an ingress and a
+`kubectl proxy`, all driven from the rendered manifests (manifests.py).
+
+- Pods: the real image on a private podman bridge network, one container per replica, with the
+  pod's hostname, resolver config (search list, ndots:5, the cluster DNS), user, fsGroup,
+  read-only root and a volume directory per replica (the PVC) at the manifest's mount path.
+- Cluster DNS: dnsmasq on the network's gateway, answering for the zone only what CoreDNS
+  answers for a headless Service: SRV for the name and its `_<port>._tcp.` form, the Service's A
+  records, an A record per pod, for ready pods only (none: NXDOMAIN), TTL 5 s. dnsmasq reads
+  srv-host only at start, so each change restarts it.
+- Readiness: the kubelet's httpGet readinessProbe, on the manifest's path and (named) port; a pod
+  joins DNS and the ingress once it passes and leaves them as soon as it is deleted.
+- Ingress: one nginx with a server per ingress component (ingress-nginx regex + rewrite-target,
+  Traefik stripPrefixRegex, HTTPRoute ReplacePrefixMatch), upstreams the ready pods' endpoints,
+  plus a `kubectl proxy` stand-in server for /api/v1/namespaces/<ns>/pods/<pod>/proxy/<path>.
+"""
+
+import ctypes
+import ipaddress
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import http.client as httpclient
+
+ZONE = "cluster.local"
+DNS_TTL = 5  # CoreDNS's default TTL
+
+
+def log(msg):
+    print(f"  . {msg}", flush=True)
+
+
+def sh(*args, check=True, timeout=120, input=None):
+    out = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, input=input)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: exit {out.returncode}: {out.stderr.strip()}")
+    return out.stdout
+
+
+PODMAN = ["podman"]
+RUN = ["podman", "--runtime", "runc", "run", "--ulimit", "nofile=1024:1024",
+       "--ulimit", "nproc=1024:1024"]
+
+
+def _die_with_parent():
+    # PR_SET_PDEATHSIG: dnsmasq and nginx get SIGTERM if the harness dies without cleaning up.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(host, port, method, path, body=None, timeout=10, headers=None):
+    """(status, body bytes) of one request; raises OSError on connection problems."""
+    c = httpclient.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+class Pod:
+    def __init__(self, cluster, i):
+        self.i, self.name = i, cluster.app.pod_name(i)
+        self.ctr = f"{cluster.prefix}-{self.name}"
+        self.ip = None
+        self.ready = False
+
+    def fqdn(self, app):
+        return f"{self.name}.{app.service_name}.{app.namespace}.svc.{ZONE}."
+
+
+class Cluster:
+    def __init__(self, app, routes, server_defaults, workdir):
+        self.app, self.routes, self.defaults = app, routes, server_defaults
+        self.prefix = f"e2e{os.getpid()}"
+        self.work = workdir
+        self.volumes = os.path.join(workdir, "volumes")
+        os.makedirs(self.volumes)
+        self.pods = {}  # ordinal -> Pod, the pods that exist (running or starting)
+        self.extra_endpoints = []  # (fqdn, ip): endpoints that exist only as DNS records
+        self.network = None
+        self.dnsmasq = None
+        self.nginx = None
+        self.generation = 0
+        self.cleanups = []
+
+    # ---------- setup and teardown ----------
+
+    def start(self):
+        self.network = f"{self.prefix}-net"
+        sh(*PODMAN, "network", "create", "--disable-dns", self.network)
+        self.cleanups.append(lambda: sh(*PODMAN, "network", "rm", "-f", self.network, check=False))
+        info = sh(*PODMAN, "network", "inspect", self.network, "--format",
+                  "{{range .Subnets}}{{.Subnet}} {{.Gateway}}{{end}}").split()
+        self.subnet, self.gateway = ipaddress.ip_network(info[0]), info[1]
+        log(f"podman network {self.network}: {self.subnet}, cluster DNS on {self.gateway}")
+        self.ports = {c: free_port() for c in self.routes}
+        self.proxy_port = free_port()
+        self.reconcile()
+
+    def stop(self):
+        for pod in list(self.pods.values()):
+            sh(*PODMAN, "rm", "-f", "-t", "0", pod.ctr, check=False)
+        for p in (self.nginx, self.dnsmasq):
+            if p and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        for c in reversed(self.cleanups):
+            c()
+
+    # ---------- pods ----------
+
+    def volume(self, i):
+        # A PVC is named <claim template>-<statefulset>-<ordinal>.
+        return os.path.join(self.volumes, f"{self.app.claim}-{self.app.name}-{i}")
+
+    def data_file_on_host(self, i):
+        """The pod's data file as seen on its volume (DATA_FILE must be on the volume)."""
+        data_file = self.app.env.get("DATA_FILE", self.defaults["DATA_FILE"])
+        rel = os.path.relpath(data_file, self.app.mount_path)
+        if rel.startswith(".."):
+            return None
+        return os.path.join(self.volume(i), rel)
+
+    def file_bytes(self, i):
+        path = self.data_file_on_host(i)
+        if path is None or not os.path.exists(path):
+            return b""
+        with open(path, "rb") as f:
+            return f.read()
+
+    def create_pod(self, i, wait_ready=True):
+        """Start pod i with its volume (created on first use, as a PVC is) and wait until ready."""
+        app = self.app
+        pod = Pod(self, i)
+        vol = self.volume(i)
+        if not os.path.exists(vol):
+            os.makedirs(vol)
+            # What the kubelet does with fsGroup: the volume's group, setgid, group-writable.
+            if app.fs_group is not None:
+                os.chown(vol, 0, app.fs_group)
+                os.chmod(vol, 0o2775)
+            else:
+                os.chmod(vol, 0o755)
+        args = RUN + ["-d", "--name", pod.ctr, "--network", self.network,
+                      "--hostname", pod.name, "--dns", self.gateway,
+                      "--dns-search", f"{app.namespace}.svc.{ZONE}",
+                      "--dns-search", f"svc.{ZONE}", "--dns-search", ZONE,
+                      "--dns-option", "ndots:5", "-v", f"{vol}:{app.mount_path}"]
+        if app.uid is not None:
+            args += ["--user", f"{app.uid}:{app.gid if app.gid is not None else app.uid}"]
+        if app.fs_group is not None:
+            args += ["--group-add", str(app.fs_group)]
+        if app.read_only_root:
+            args.append("--read-only")
+        if app.drop_all_caps:
+            args += ["--cap-drop", "all"]
+        if app.no_new_privs:
+            args += ["--security-opt", "no-new-privileges"]
+        for k, v in app.env.items():
+            args += ["-e", f"{k}={v}"]
+        args.append(app.image)
+        sh(*args)
+        self.pods[i] = pod
+        pod.ip = sh(*PODMAN, "inspect", pod.ctr, "--format",
+                    f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
+        if wait_ready:
+            self.wait_ready(pod)
+        return pod
+
+    def probe(self, pod):
+        """The kubelet's readinessProbe: httpGet on the manifest's path and port."""
+        if self.app.ready_port is None:
+            return False  # a port name the container does not have: the probe always fails
+        try:
+            status, _ = http(pod.ip, self.app.ready_port, "GET", self.app.ready_path, timeout=1)
+            return 200 <= status < 400
+        except OSError:
+            return False
+
+    def wait_ready(self, pod, deadline_s=20):
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.probe(pod):
+                pod.ready = True
+                self.reconcile()
+                return
+            state = sh(*PODMAN, "inspect", pod.ctr, "--format", "{{.State.Status}}").strip()
+            if state not in ("running", "created", "configured"):
+                break
+            time.sleep(0.1)
+        state = sh(*PODMAN, "inspect", pod.ctr, "--format",
+                   "{{.State.Status}} (exit code {{.State.ExitCode}})", check=False).strip()
+        logs = subprocess.run(PODMAN + ["logs", pod.ctr], capture_output=True, text=True)
+        raise AssertionError(
+            f"{pod.name} never became ready within {deadline_s} s (readinessProbe GET "
+            f"{self.app.ready_path} on port {self.app.ready_port}); container {state}; "
+            f"logs: {(logs.stdout + logs.stderr).strip()}")
+
+    def delete_pod(self, i):
+        """Delete pod i as the kubelet does: out of the endpoints, preStop, SIGTERM, wait.
+
+        Returns (exit code, seconds from SIGTERM to exit)."""
+        pod = self.pods[i]
+        pod.ready = False
+        self.reconcile()  # a terminating pod leaves the endpoints at once
+        if self.app.pre_stop_sleep:
+            time.sleep(self.app.pre_stop_sleep)
+        pid = int(sh(*PODMAN, "inspect", pod.ctr, "--format", "{{.State.Pid}}").strip())
+        t0 = time.time()
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + self.app.grace_seconds
+        while time.monotonic() < end:
+            st = sh(*PODMAN, "inspect", pod.ctr, "--format", "{{.State.Status}}").strip()
+            if st in ("exited", "stopped"):
+                break
+            time.sleep(0.05)
+        else:
+            sh(*PODMAN, "kill", "--signal", "KILL", pod.ctr, check=False)
+            sh(*PODMAN, "wait", pod.ctr, check=False)
+        out = sh(*PODMAN, "inspect", pod.ctr, "--format",
+                 "{{.State.ExitCode}} {{.State.FinishedAt.UnixNano}}").split()
+        code, took = int(out[0]), int(out[1]) / 1e9 - t0
+        sh(*PODMAN, "rm", "-f", pod.ctr)
+        del self.pods[i]
+        return code, took
+
+    def kill_pod_unnoticed(self, i):
+        """The pod dies (SIGKILL) but its endpoint is still published: the window before the
+        kubelet's readiness probe notices."""
+        sh(*PODMAN, "kill", "--signal", "KILL", self.pods[i].ctr)
+        sh(*PODMAN, "wait", self.pods[i].ctr, check=False)
+
+    def forget_dead_pod(self, i):
+        """The probe noticed: out of the endpoints; the container is removed."""
+        pod = self.pods.pop(i)
+        self.reconcile()
+        sh(*PODMAN, "rm", "-f", pod.ctr, check=False)
+
+    def pause(self, i):
+        sh(*PODMAN, "pause", self.pods[i].ctr)
+
+    def unpause(self, i):
+        sh(*PODMAN, "unpause", self.pods[i].ctr)
+
+    def ready_pods(self):
+        return [self.pods[i] for i in sorted(self.pods) if self.pods[i].ready]
+
+    def scale(self, n, on_step=None):
+        """Ordered scaling: create ordinals upwards one at a time (each ready before the next),
+        delete from the highest ordinal down, one at a time."""
+        while max(self.pods, default=-1) + 1 < n:
+            i = max(self.pods, default=-1) + 1
+            self.create_pod(i)
+            log(f"created {self.pods[i].name} ({self.pods[i].ip}), ready")
+            if on_step:
+                on_step()
+        while len(self.pods) > n:
+            i = max(self.pods)
+            name = self.pods[i].name
+            code, took = self.delete_pod(i)
+            log(f"deleted {name}: exit {code} {max(took, 0):.2f} s after SIGTERM; volume kept")
+            if on_step:
+                on_step()
+
+    # ---------- endpoints: DNS and ingress ----------
+
+    def endpoints(self):
+        """(fqdn, ip) of every ready endpoint, real pods and record-only ones."""
+        return [(p.fqdn(self.app), p.ip) for p in self.ready_pods()] + self.extra_endpoints
+
+    def reconcile(self):
+        self.generation += 1
+        self.changed_at = time.monotonic()
+        self.write_dns()
+        self.write_nginx()
+
+    def write_dns(self):
+        app = self.app
+        svc = f"{app.service_name}.{app.namespace}.svc.{ZONE}"
+        eps = list(self.endpoints())
+        random.shuffle(eps)  # CoreDNS's order is not sorted; the server must sort
+        lines = [f'txt-record=e2e-generation.{ZONE},"{self.generation}"']
+        n = len(eps)
+        for name, port, pod_port in app.svc_ports:
+            if pod_port is None:
+                continue  # targetPort names no container port: no endpoints
+            for fqdn, ip in eps:
+                target = fqdn.rstrip(".")
+                weight = 100 // n
+                lines.append(f"srv-host={svc},{target},{pod_port},0,{weight}")
+                if name:
+                    lines.append(f"srv-host=_{name}._tcp.{svc},{target},{pod_port},0,{weight}")
+        if any(p[2] is not None for p in app.svc_ports):
+            for fqdn, ip in eps:
+                lines.append(f"host-record={fqdn.rstrip('.')},{ip}")
+                lines.append(f"host-record={svc},{ip}")
+        conf = os.path.join(self.work, "dnsmasq.conf")
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        if self.dnsmasq and self.dnsmasq.poll() is None:
+            self.dnsmasq.terminate()
+            self.dnsmasq.wait(5)
+        self.dnsmasq = subprocess.Popen(
+            ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--no-resolv",
+             "--no-hosts", "--no-poll", f"--listen-address={self.gateway}", "--bind-dynamic",
+             "--except-interface=lo", f"--local=/{ZONE}/", f"--local-ttl={DNS_TTL}",
+             "--pid-file=", "--log-facility=" + os.path.join(self.work, "dnsmasq.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        if not self.gateway_up():
+            return  # bind-dynamic: dnsmasq binds once the first pod brings the bridge up
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            got = subprocess.run(["dig", f"@{self.gateway}", "+short", "+time=1", "+tries=1",
+                                  "TXT", f"e2e-generation.{ZONE}"],
+                                 capture_output=True, text=True).stdout.strip()
+            if got == f'"{self.generation}"':
+                return
+            if self.dnsmasq.poll() is not None:
+                raise RuntimeError(f"dnsmasq exited: {self.dnsmasq.stderr.read().decode()}")
+            time.sleep(0.05)
+        raise RuntimeError("dnsmasq did not answer within 10 s")
+
+    def gateway_up(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((self.gateway, 0))
+                return True
+            except OSError:
+                return False
+
+    def write_nginx(self):
+        app = self.app
+        t = self.work
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(t, "nginx", d), exist_ok=True)
+        upstreams, servers = [], []
+        ready = self.ready_pods()
+        for name, port, pod_port in app.svc_ports:
+            if pod_port is not None and ready:
+                upstreams.append(f"upstream svc_{port} {{\n" + "".join(
+                    f"  server {p.ip}:{pod_port} max_fails=1 fail_timeout=10s;\n"
+                    for p in ready) + "}\n")
+        gen = f'  location = /__e2e_generation {{ return 200 "{self.generation}"; }}\n'
+        for comp, routes in self.routes.items():
+            locs = []
+            for r in routes:
+                body = []
+                if r.body_size:
+                    body.append(f"client_max_body_size {r.body_size};")
+                if r.backend and r.backend[2] is not None and ready:
+                    if r.rewrite:
+                        body.append(f'rewrite "{r.rewrite[0]}" "{r.rewrite[1]}" break;')
+                    body.append(f"proxy_pass http://svc_{r.backend[1]};")
+                else:
+                    # A backend without endpoints: ingress-nginx answers 503.
+                    body.append('return 503 "no endpoints\\n";')
+                locs.append(f"  location {r.location} {{\n    " + "\n    ".join(body) + "\n  }\n")
+            servers.append(
+                f"server {{\n  listen 127.0.0.1:{self.ports[comp]};\n{gen}" + "".join(locs) +
+                '  location / { return 404 "default backend - 404\\n"; }\n}\n')
+        pod_map = "".join(f"  {p.name} {p.ip}:{app.proxy_port};\n"
+                          for p in self.pods.values())
+        proxy = (
+            f"map $e2e_pod $e2e_pod_addr {{\n{pod_map}  default \"\";\n}}\n"
+            f"server {{\n  listen 127.0.0.1:{self.proxy_port};\n{gen}"
+            f'  location ~ "^/api/v1/namespaces/{app.namespace}/pods/(?<e2e_pod>[^/]+)/proxy'
+            f'(?<e2e_path>/.*)?$" {{\n'
+            f'    if ($e2e_pod_addr = "") {{ return 404 "pods \\"$e2e_pod\\" not found\\n"; }}\n'
+            f'    set $p $e2e_path;\n    if ($p = "") {{ set $p /; }}\n'
+            f"    proxy_pass http://$e2e_pod_addr$p$is_args$args;\n  }}\n}}\n")
+        conf = f"""
+worker_processes 1;
+daemon off;
+user root root;
+pid {t}/nginx.pid;
+error_log {t}/nginx-error.log warn;
+events {{ worker_connections 512; }}
+http {{
+  access_log {t}/nginx-access.log;
+  client_body_temp_path {t}/nginx/client_body;
+  proxy_temp_path {t}/nginx/proxy;
+  fastcgi_temp_path {t}/nginx/fastcgi;
+  uwsgi_temp_path {t}/nginx/uwsgi;
+  scgi_temp_path {t}/nginx/scgi;
+  # ingress-nginx's defaults.
+  proxy_http_version 1.1;
+  proxy_connect_timeout 5s;
+  proxy_send_timeout 60s;
+  proxy_read_timeout 60s;
+  proxy_next_upstream error timeout;
+  client_max_body_size 1m;
+{''.join(upstreams)}{''.join(servers)}{proxy}}}
+"""
+        path = os.path.join(t, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        test = subprocess.run(["nginx", "-t", "-q", "-c", path, "-e", f"{t}/nginx-error.log"],
+                              capture_output=True, text=True)
+        if test.returncode != 0:
+            raise RuntimeError(f"nginx config rejected: {test.stderr.strip()}\n{conf}")
+        if self.nginx is None or self.nginx.poll() is not None:
+            self.nginx = subprocess.Popen(["nginx", "-c", path, "-e", f"{t}/nginx-error.log"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          preexec_fn=_die_with_parent)
+        else:
+            self.nginx.send_signal(signal.SIGHUP)
+        # Wait until the old workers are gone (until then they may still accept connections
+        # with the old configuration) and every server answers with the new generation.
+        end = time.monotonic() + 10
+        for port in list(self.ports.values()) + [self.proxy_port]:
+            while True:
+                try:
+                    st, body = http("127.0.0.1", port, "GET", "/__e2e_generation", timeout=1)
+                    if st == 200 and body.decode() == str(self.generation):
+                        break
+                except OSError:
+                    pass
+                if self.nginx.poll() is not None:
+                    raise RuntimeError(f"nginx exited: {self.nginx.stderr.read().decode()}")
+                if time.monotonic() > end:
+                    raise RuntimeError("nginx did not load its new configuration within 10 s")
+                time.sleep(0.02)
+        while len(sh("pgrep", "-P", str(self.nginx.pid), check=False).split()) != 1:
+            if time.monotonic() > end:
+                raise RuntimeError("nginx's old workers did not exit within 10 s")
+            time.sleep(0.02)
+
+    # ---------- clients ----------
+
+    def ingress(self, method, path, body=None, comp="nginx", timeout=10):
+        return http("127.0.0.1", self.ports[comp], method, path, body, timeout)
+
+    def proxy(self, pod_name, method, path, body=None, timeout=10):
+        return http("127.0.0.1", self.proxy_port, method,
+                    f"/api/v1/namespaces/{self.app.namespace}/pods/{pod_name}/proxy{path}",
+                    body, timeout)
+
+    def dig(self, qtype, name, *opts):
+        return subprocess.run(["dig", f"@{self.gateway}", "+time=2", "+tries=1", *opts,
+                               qtype, name], capture_output=True, text=True).stdout

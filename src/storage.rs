@@ -55,7 +55,10 @@ impl fmt::Display for OpenError {
             self.error
         )?;
         match self.error.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => write!(
+            Some(libc::EPERM) => f.write_str(
+                "; the file may be immutable (lsattr shows 'i') or a security policy forbids writing it",
+            ),
+            Some(libc::EACCES) | Some(libc::EROFS) => write!(
                 f,
                 "; the volume must be writable by this process (uid {}, gid {}): set the pod's \
                  securityContext.fsGroup to its group, or chown the volume's root directory",
@@ -252,12 +255,15 @@ impl Writer {
                 Err(e) => {
                     // A write that failed part-way may have left some of the record behind:
                     // cut the file back so no torn record is ever synced.
-                    self.file.set_len(self.len).map_err(|t| {
-                        format!(
-                            "roll back a failed write ({e}) of {}: {t}",
-                            self.shared.path.display()
-                        )
-                    })?;
+                    if let Err(t) = self.file.set_len(self.len) {
+                        let path = self.shared.path.display();
+                        let why = format!("roll back a failed write ({e}) of {path}: {t}");
+                        answer(record, Err(AppendError::Io(e.to_string())));
+                        for record in written {
+                            answer(record, Err(AppendError::Io(why.clone())));
+                        }
+                        return Err(why);
+                    }
                     let error = match e.raw_os_error() {
                         Some(libc::ENOSPC) | Some(libc::EDQUOT) => AppendError::DiskFull,
                         _ => AppendError::Io(e.to_string()),

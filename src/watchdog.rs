@@ -81,6 +81,12 @@ fn check(target: SocketAddr) -> io::Result<bool> {
         let now = thread_count();
         // The first probe may add an idle thread; from the second on, growth means work found.
         if round > 0 && !matches!((threads, now), (Some(before), Some(after)) if after > before) {
+            if round > 1 {
+                log::debug!(
+                    "{} probes started threads for queued connections",
+                    round - 1
+                );
+            }
             break;
         }
         threads = now;

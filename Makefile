@@ -342,14 +342,18 @@ load: image ## Make the image pullable by the current kubectl context (kind, min
 	@$(LIB)
 	need_kubectl
 	tool=$$(container_tool)
-	publish_image "$$tool" "$$(image_tag)" "$$(current_context)"
+	# Each on its own line: a failure inside an argument's $$(...) would not stop the recipe.
+	tag=$$(image_tag)
+	context=$$(current_context)
+	publish_image "$$tool" "$$tag" "$$context"
 
 .PHONY: push
 push: image ## Push the image to REGISTRY
 	@$(LIB)
 	[[ -n "$(REGISTRY)" ]] || die "REGISTRY is empty: make push REGISTRY=registry.example.com/you"
 	tool=$$(container_tool)
-	publish_image "$$tool" "$$(image_tag)" ""
+	tag=$$(image_tag)
+	publish_image "$$tool" "$$tag" ""
 
 ##@ Cluster
 
@@ -360,8 +364,9 @@ manifests: ## Print the manifests `make deploy` would apply (same INGRESS, NAMES
 	ingress=$$(resolve_ingress)
 	tool=$${CONTAINER_TOOL:-docker}
 	[[ -n "$(REGISTRY)" || -n "$(CONTAINER_TOOL)" ]] || tool=$$(container_tool)
+	tag=$$(image_tag)
 	dir=$$(new_overlay_dir); trap 'rm -rf "$$dir"' EXIT
-	render_overlay "$$dir" "$$ingress" "$$(pod_image_name "$$tool")" "$$(image_tag)" \
+	render_overlay "$$dir" "$$ingress" "$$(pod_image_name "$$tool")" "$$tag" \
 	  "$$( [[ -n "$(REPLICAS_GIVEN)" ]] && echo "$(REPLICAS)" || true)"
 	kubectl kustomize "$$dir"
 

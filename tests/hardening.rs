@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use support::server::{Options, Server, TempDir, read_reply, request};
+use support::server::{Options, Server, TempDir, is_root, read_reply, request, runnable};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
@@ -192,18 +192,16 @@ fn a_dns_server_that_never_answers_does_not_slow_store() {
     // sits on port 53 of a loopback address of its own.
     let dir = TempDir::new("blackhole");
     let resolv = dir.path().join("resolv.conf");
-    let hole = match UdpSocket::bind("127.0.53.253:53") {
-        Ok(s) => s,
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("cannot bind a loopback port 53 for the black hole DNS server: {e}");
-            }
-            eprintln!(
-                "SKIPPED: a_dns_server_that_never_answers_does_not_slow_store: cannot bind port 53 ({e})"
-            );
-            return;
-        }
-    };
+    let hole = UdpSocket::bind("127.0.53.253:53");
+    let test = "a_dns_server_that_never_answers_does_not_slow_store";
+    if !runnable(
+        test,
+        hole.is_ok(),
+        "cannot bind port 53 on loopback (needs root)",
+    ) {
+        return;
+    }
+    let hole = hole.unwrap();
     std::fs::write(
         &resolv,
         format!("nameserver {}\n", hole.local_addr().unwrap().ip()),
@@ -249,21 +247,37 @@ fn a_dns_server_that_never_answers_does_not_slow_store() {
 #[test]
 fn the_process_exits_non_zero_when_the_accept_loop_dies() {
     // With 40 descriptors in all, accept() fails with EMFILE, which ends tiny_http's accept loop.
-    if std::process::Command::new("prlimit")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if std::env::var_os("CI").is_some() {
-            panic!("prlimit (util-linux) is missing");
-        }
-        eprintln!(
-            "SKIPPED: the_process_exits_non_zero_when_the_accept_loop_dies: prlimit not installed"
-        );
+    if !runnable(
+        "the_process_exits_non_zero_when_the_accept_loop_dies",
+        has_prlimit(),
+        "needs prlimit",
+    ) {
         return;
     }
     let mut options = Options::new();
     options.wrapper = vec!["prlimit".into(), "--nofile=40:40".into(), "--".into()];
+    assert_exits_when_accept_loop_dies(options);
+}
+
+#[test]
+fn the_process_exits_non_zero_when_the_accept_thread_cannot_start_threads() {
+    // tiny_http's accept thread panics when it cannot spawn a connection thread, and would then
+    // leave the server hung. RLIMIT_NPROC applies only to non-root users and counts every thread
+    // of the user, so the server runs as a user of its own (not "nobody", which dnsmasq uses in
+    // parallel tests) with room for its own few threads and not many more.
+    let test = "the_process_exits_non_zero_when_the_accept_thread_cannot_start_threads";
+    if !runnable(test, is_root() && has_prlimit(), "needs root and prlimit") {
+        return;
+    }
+    let mut options = Options::new();
+    options.uid = Some(47474);
+    options.wrapper = vec!["prlimit".into(), "--nproc=24:24".into(), "--".into()];
+    assert_exits_when_accept_loop_dies(options);
+}
+
+/// Starts the server under `options`, opens 60 connections, and expects an exit with status 1
+/// that names the cause, within 10 s.
+fn assert_exits_when_accept_loop_dies(options: Options) {
     let mut server = Server::start_with(options);
     let _held: Vec<TcpStream> = (0..60)
         .filter_map(|_| TcpStream::connect(server.addr).ok())
@@ -275,41 +289,11 @@ fn the_process_exits_non_zero_when_the_accept_loop_dies() {
     assert!(log.contains("accept loop died"), "{log}");
 }
 
-#[test]
-fn the_process_exits_non_zero_when_the_accept_thread_cannot_start_threads() {
-    // tiny_http's accept thread panics when it cannot spawn a connection thread, and would then
-    // leave the server hung. RLIMIT_NPROC applies only to non-root users and counts every thread
-    // of the user, so the server runs as a user of its own (not "nobody", which dnsmasq uses in
-    // parallel tests) with room for its own few threads and not many more.
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !is_root
-        || std::process::Command::new("prlimit")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        if std::env::var_os("CI").is_some() {
-            panic!("this test needs root and prlimit (util-linux)");
-        }
-        eprintln!(
-            "SKIPPED: the_process_exits_non_zero_when_the_accept_thread_cannot_start_threads: needs root and prlimit"
-        );
-        return;
-    }
-    let mut options = Options::new();
-    options.uid = Some(47474);
-    options.wrapper = vec!["prlimit".into(), "--nproc=24:24".into(), "--".into()];
-    let mut server = Server::start_with(options);
-    let _held: Vec<TcpStream> = (0..60)
-        .filter_map(|_| TcpStream::connect(server.addr).ok())
-        .collect();
-    let status = server.wait_exit(Duration::from_secs(10));
-    let log = server.log_text();
-    let status = status.unwrap_or_else(|| panic!("server must exit, not hang; log:\n{log}"));
-    assert_eq!(status.code(), Some(1), "{log}");
-    assert!(log.contains("accept loop died"), "{log}");
+fn has_prlimit() -> bool {
+    std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok()
 }
 
 #[test]

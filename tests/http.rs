@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 
-use support::server::{Options, Server, TempDir, try_request};
+use support::server::{Options, Server, TempDir, is_root, try_request};
 
 fn hostname() -> String {
     dns_lookup::get_hostname().unwrap()
@@ -223,7 +223,7 @@ fn help_version_and_bad_settings() {
 #[test]
 fn unwritable_volume_is_a_start_up_error_that_says_how_to_fix_it() {
     // Root ignores permission bits, so the server runs as "nobody" against a root-owned directory.
-    if unsafe_is_root() {
+    if is_root() {
         let dir = TempDir::new("readonly");
         let volume = dir.path().join("volume");
         std::fs::create_dir(&volume).unwrap();
@@ -262,9 +262,3 @@ fn unwritable_volume_is_a_start_up_error_that_says_how_to_fix_it() {
 }
 
 use std::os::unix::process::CommandExt;
-
-fn unsafe_is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}

@@ -292,3 +292,23 @@ pub fn read_reply(stream: &mut impl Read, head_only: bool) -> std::io::Result<Re
         body,
     })
 }
+
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// False, with a loud `SKIPPED:` line, when a test cannot run here; under CI a skip fails.
+pub fn runnable(test: &str, ok: bool, why: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: {why}; CI must not skip it"
+        );
+        // Straight to the process's stderr: eprintln! would be captured by the test harness.
+        let line = format!("SKIPPED: {test}: {why}\n");
+        std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).ok();
+    }
+    ok
+}

@@ -436,14 +436,11 @@ def main():
     lines.append(f"| SIGTERM to exit, 256-connection /store load (median of 5; max) | {term_load[0]:.1f} ms ({term_load[1]:.1f}); exit codes {sorted(set(term_load[2]))} | (none; design: < 1 s) {mark(term_load[1] < 1000)} |")
     lines.append("\n## Notes on the misses\n")
     lines.append(
-        "- **Starved connections.** tiny_http 0.12's TaskPool runs each connection on one thread for its "
-        "whole life and, when wrk opens its connections in a burst, queues some of them behind threads "
-        "already claimed (a stale `waiting_tasks` count in `TaskPool::spawn`); they are served only when "
-        "another connection closes. In a 32-connection run, `ss` showed 19 of the 32 connections with "
-        "unread request bytes for 3 s on end, so the run was really ~13 connections. wrk cannot see this "
-        "in its latencies or errors (those requests never complete); the bench counts them "
-        "in 'connections never served' (unread bytes in every `ss` snapshot from 1 s in to 1 s before the end). It is a race, so it varies run to run. This also explains ~2 records per fdatasync at 32 connections. See "
-        "tests/faults/README.md. Closing it means replacing tiny_http's connection handling (DESIGN.md 7).")
+        "- **Starved connections.** tiny_http 0.12's TaskPool can queue connections that arrive in a "
+        "burst behind threads already claimed (a stale `waiting_tasks` count in `TaskPool::spawn`); the "
+        "server's watchdog (src/watchdog.rs) starts threads for them within a few hundred ms. The "
+        "'connections never served' column (unread bytes in every `ss` snapshot from 1 s in to 1 s before "
+        "the end) checks that it does: it must be 0. See tests/faults/README.md.")
     lines.append(
         "- **CPU.** wrk and the server share 2 cores; even `GET /healthz` (no work) peaks at the reference "
         "rate above, below the 25,000 and 30,000 req/s targets. The server's time is mostly in the "
@@ -453,8 +450,8 @@ def main():
         "- **Memory.** The glibc build's RSS (idle and at 256 connections) is glibc malloc's per-thread "
         "arenas; the static musl build that ships meets both memory targets.")
     lines.append(
-        "- **Shared machine.** The load average above was measured while other developers used the "
-        "machine; rerun on a quiet one before comparing.")
+        "- **Load.** wrk runs on the same 2 cores as the server; the load average above says how busy "
+        "the machine was besides.")
     lines.append("\n## Commands\n")
     lines.append("Each /store run uses a fresh server and data file, with "
                  "`RUST_LOG=info,hello_stateful::storage=trace` (one \"synced N records\" line per fdatasync, "

@@ -140,10 +140,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("server exited at start with {status}: {}", self.log_text());
             }
-            if let Ok(r) = try_request(self.addr, "GET", "/healthz", b"", &[]) {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(r) = try_request(self.addr, "GET", "/healthz", b"", &[])
+                && r.status == 200
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -20,6 +20,8 @@
 //!   and delays nobody else.
 //! - An accept error ends tiny_http's accept loop for good; `recv` then returns it. [`serve`]
 //!   returns that error so `main` exits non-zero and the kubelet restarts the pod.
+//! - Its connection pool can leave connections that arrive in a burst queued behind idle
+//!   ones, and its accept thread can die without a word: [`crate::watchdog`] answers both.
 
 use std::collections::HashMap;
 use std::io::{self, Cursor, Read, Write};

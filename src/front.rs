@@ -135,7 +135,9 @@ fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Requ
     match framing {
         Err(e) => {
             guard.poison(remote);
-            workers.submit(move || respond(request, Reply::error(400, e), received));
+            workers.submit_for(remote, move || {
+                respond(request, Reply::error(400, e), received)
+            });
         }
         Ok(Framing::Length(n)) if n > max => {
             let reply = Reply::error(
@@ -143,9 +145,9 @@ fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Requ
                 format!("request body of {n} bytes is over the limit of {max} bytes"),
             );
             if n > DRAIN_LIMIT {
-                workers.submit(move || park(&app, &guard, request, reply));
+                workers.submit_for(remote, move || park(&app, &guard, request, reply));
             } else {
-                workers.submit(move || respond(request, reply, received));
+                workers.submit_for(remote, move || respond(request, reply, received));
             }
         }
         Ok(_) if guard.is_poisoned(remote) => {
@@ -153,9 +155,11 @@ fn dispatch(app: &Arc<App>, guard: &Arc<Guard>, workers: &Workers, request: Requ
                 400,
                 "bad request: an earlier request on this connection was malformed",
             );
-            workers.submit(move || respond(request, reply, received));
+            workers.submit_for(remote, move || respond(request, reply, received));
         }
-        Ok(framing) => workers.submit(move || handle(&app, &guard, request, framing, received)),
+        Ok(framing) => workers.submit_for(remote, move || {
+            handle(&app, &guard, request, framing, received)
+        }),
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! A job never waits for a busy worker: when no worker is idle a new one starts, up to a
 //! ceiling. Idle workers beyond a small core end after a while, so a burst leaves nothing
-//! behind.
+//! behind. Jobs of one connection run one at a time, in order ([`Workers::submit_for`]), so a
+//! client can hold at most one thread however many requests it pipelines.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ const STACK_SIZE: usize = 256 * 1024;
 
 pub struct Workers {
     shared: Arc<Shared>,
+    /// Jobs waiting behind a running job of the same connection.
+    in_order: Arc<Mutex<HashMap<SocketAddr, VecDeque<Job>>>>,
 }
 
 struct Shared {
@@ -55,7 +59,46 @@ impl Workers {
                 finished: Condvar::new(),
                 max: max.max(1),
             }),
+            in_order: Arc::default(),
         }
+    }
+
+    /// Runs `job` after the jobs submitted earlier for the same connection, on the worker that
+    /// runs them. tiny_http answers a connection's pipelined requests in order anyway, so
+    /// running them side by side would only park threads waiting for their turn to write.
+    pub fn submit_for(&self, connection: Option<SocketAddr>, job: impl FnOnce() + Send + 'static) {
+        let Some(connection) = connection else {
+            return self.submit(job);
+        };
+        {
+            let mut waiting = self.in_order.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(queue) = waiting.get_mut(&connection) {
+                queue.push_back(Box::new(job));
+                return;
+            }
+            waiting.insert(connection, VecDeque::new());
+        }
+        let in_order = self.in_order.clone();
+        self.submit(move || {
+            let mut job: Job = Box::new(job);
+            loop {
+                // A panic here would leave the connection's entry behind and stall its later
+                // requests; the pool catches it per job, so catch it here per request instead.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    log::error!(
+                        "a request handler panicked; the connection's next request goes on"
+                    );
+                }
+                let mut waiting = in_order.lock().unwrap_or_else(|e| e.into_inner());
+                match waiting.get_mut(&connection).and_then(VecDeque::pop_front) {
+                    Some(next) => job = next,
+                    None => {
+                        waiting.remove(&connection);
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Runs `job` on a worker, starting one if none is idle.
@@ -198,6 +241,35 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         workers.submit(move || tx.send(()).unwrap());
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn jobs_of_one_connection_run_one_at_a_time_in_order() {
+        let workers = Workers::new(64);
+        let connection = Some("127.0.0.1:5000".parse().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for i in 0..200 {
+            let (tx, running) = (tx.clone(), running.clone());
+            workers.submit_for(connection, move || {
+                let before = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tx.send((i, before)).unwrap();
+                running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let seen: Vec<(i32, usize)> = (0..200)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(
+            seen.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            (0..200).collect::<Vec<_>>()
+        );
+        assert!(
+            seen.iter().all(|(_, before)| *before == 0),
+            "two jobs of one connection overlapped"
+        );
+        assert!(workers.wait_idle(Instant::now() + Duration::from_secs(5)));
+        assert!(workers.in_order.lock().unwrap().is_empty());
     }
 
     #[test]

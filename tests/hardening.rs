@@ -322,3 +322,42 @@ fn connections_opened_in_a_burst_are_all_served() {
         }
     }
 }
+
+#[test]
+fn a_client_pipelining_without_reading_delays_nobody() {
+    // tiny_http parses pipelined requests ahead without limit and answers them in order, so
+    // when this client never reads, every answer after the socket buffers fill waits for the
+    // one before it. Served concurrently, they would hold every worker thread.
+    let server = Server::start();
+    let mut greedy = TcpStream::connect(server.addr).unwrap();
+    let one = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let burst: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * 60_000)
+        .collect();
+    // All of it is written once the server has taken every request off the socket.
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    greedy
+        .write_all(&burst)
+        .expect("the server reads pipelined requests");
+    for i in 0..20 {
+        assert_eq!(
+            server
+                .request("POST", "/store", format!("{i},").as_bytes())
+                .status,
+            200
+        );
+        assert_eq!(server.request("GET", "/healthz", b"").status, 200);
+    }
+    assert_eq!(
+        server.data(),
+        (0..20)
+            .map(|i| format!("{i},"))
+            .collect::<String>()
+            .as_bytes()
+    );
+}

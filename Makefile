@@ -541,7 +541,7 @@ smoke: ## Store and read back through `kubectl proxy` and the ingress; fails lou
 ##@ Other checks (scripts of their own)
 
 .PHONY: e2e
-e2e: ## End-to-end tests against real processes (tests/e2e/run)
+e2e: ## The StatefulSet emulated: podman pods, dnsmasq DNS, nginx ingress (tests/e2e/run; root)
 	@$(LIB)
 	[[ -f tests/e2e/run ]] || die "tests/e2e/run not found"
 	bash tests/e2e/run
@@ -553,7 +553,7 @@ bench: ## Throughput and memory measurements (benches/run)
 	bash benches/run
 
 .PHONY: faults
-faults: ## Fault injection: full disk, dead DNS, hostile clients (tests/faults/run)
+faults: ## Fault injection: kill -9, full disk, dead DNS, SIGTERM, hostile clients (tests/faults/run; root)
 	@$(LIB)
 	[[ -f tests/faults/run ]] || die "tests/faults/run not found"
 	bash tests/faults/run

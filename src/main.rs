@@ -1,6 +1,8 @@
 //! hello-stateful: start-up is a straight line (settings, logger, data file, listener), then
 //! the receive loop until a signal, then an orderly stop. `main` only picks the exit status.
 
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,12 @@ const MAX_WORKERS: usize = 4096;
 /// The kubelet's default grace period is 30 s, but a StatefulSet rolls one pod at a time, so
 /// each second here is a second of the rollout: finish within one.
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(800);
+
+/// Pending connections the kernel keeps for the accept loop. std listens with 128: a burst of
+/// new connections (an ingress reconnecting, a load test starting) then overflows it, and the
+/// kernel drops SYNs that clients only retry a second later. The kernel caps this at
+/// net.core.somaxconn (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
 
 fn main() -> ExitCode {
     match try_main() {
@@ -85,7 +93,10 @@ fn try_main() -> Result<u8, StartError> {
         Box::new(move |_: &str| lifecycle.stop(1))
     };
     let storage = Storage::open(&config.data_file, on_fatal).map_err(|e| StartError::new(1, e))?;
-    let server = tiny_http::Server::http(config.listen_addr)
+    let server = listen(config.listen_addr)
+        .and_then(|listener| {
+            tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)
+        })
         .map_err(|e| StartError::new(1, format!("listen on {}: {e}", config.listen_addr)))?;
     let server = Arc::new(server);
     lifecycle.attach(server.clone());
@@ -136,4 +147,14 @@ fn try_main() -> Result<u8, StartError> {
         app.storage.durable_len()
     );
     Ok(code as u8)
+}
+
+/// Binds like `TcpListener::bind` (with SO_REUSEADDR, as std does on Unix), with a deeper backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }

@@ -361,3 +361,33 @@ fn a_client_pipelining_without_reading_delays_nobody() {
             .as_bytes()
     );
 }
+
+#[test]
+fn a_thousand_connections_arriving_at_once_are_queued_and_served() {
+    // With the server stopped, the kernel alone completes handshakes into the listen backlog.
+    // std's backlog of 128 would drop the SYNs past it (clients retry a second later, beyond
+    // the 500 ms allowed here); the server listens with a deeper one. On SIGCONT, tiny_http
+    // accepts them all in one burst, which also exercises the watchdog's pool nudging.
+    let server = Server::start();
+    server.signal("STOP");
+    let connected: Vec<std::io::Result<TcpStream>> = (0..1000)
+        .map(|_| TcpStream::connect_timeout(&server.addr, Duration::from_millis(500)))
+        .collect();
+    server.signal("CONT");
+    let mut streams = Vec::new();
+    for (i, stream) in connected.into_iter().enumerate() {
+        streams.push(stream.unwrap_or_else(|e| panic!("connection {i} was not queued: {e}")));
+    }
+    for stream in &mut streams {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reply = read_reply(stream, false).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        assert_eq!(reply.status, 200);
+    }
+}

@@ -196,7 +196,9 @@ def cmd_check(a):
         print(f"  {a.name}: note: {len(foreign)} unacknowledged partial records, tail {len(tail)} bytes "
               "(written before the kill, never acknowledged)", flush=True)
     if a.min_acked and len(acked) < a.min_acked:
-        problems.append(f"only {len(acked)} acknowledged (expected at least {a.min_acked}): the load did not run")
+        errors = sorted({e["error"] for path in a.events for e in read_events(path)[1] if e.get("error")})
+        problems.append(f"only {len(acked)} acknowledged (expected at least {a.min_acked}): the load did not run"
+                        + (f"; its errors: {errors[:3]}" if errors else ""))
     for p in problems:
         print(f"FAIL: {a.name}: {p}", flush=True)
     sys.exit(1 if problems else 0)

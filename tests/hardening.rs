@@ -307,19 +307,7 @@ fn connections_opened_in_a_burst_are_all_served() {
         let mut burst: Vec<TcpStream> = (0..100)
             .map(|_| TcpStream::connect(server.addr).unwrap())
             .collect();
-        for stream in &mut burst {
-            stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
-        }
-        for (i, stream) in burst.iter_mut().enumerate() {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let reply = read_reply(stream, false)
-                .unwrap_or_else(|e| panic!("round {round}: connection {i}: {e}"));
-            assert_eq!(reply.status, 200);
-        }
+        assert_every_connection_answers(&mut burst, &format!("round {round}: "));
     }
 }
 
@@ -378,7 +366,12 @@ fn a_thousand_connections_arriving_at_once_are_queued_and_served() {
     for (i, stream) in connected.into_iter().enumerate() {
         streams.push(stream.unwrap_or_else(|e| panic!("connection {i} was not queued: {e}")));
     }
-    for stream in &mut streams {
+    assert_every_connection_answers(&mut streams, "");
+}
+
+/// Sends `GET /healthz` on every connection, then expects a 200 on each within 10 s.
+fn assert_every_connection_answers(streams: &mut [TcpStream], context: &str) {
+    for stream in streams.iter_mut() {
         stream
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
@@ -387,7 +380,8 @@ fn a_thousand_connections_arriving_at_once_are_queued_and_served() {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let reply = read_reply(stream, false).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        assert_eq!(reply.status, 200);
+        let reply =
+            read_reply(stream, false).unwrap_or_else(|e| panic!("{context}connection {i}: {e}"));
+        assert_eq!(reply.status, 200, "{context}connection {i}");
     }
 }

@@ -5,15 +5,13 @@
 //! Test number T owns DNS address 127.0.55.T and peer addresses 127.0.(60+T).N (the resolver
 //! tests use 127.0.53.N, the /get tests 127.0.54.N), so the tests run in parallel.
 
-#[path = "support/dnsmasq.rs"]
-mod dnsmasq;
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use dnsmasq::Dnsmasq;
+use support::dnsmasq::Dnsmasq;
 use support::server::{Options, Server};
 
 const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\

@@ -2,8 +2,7 @@
 //!
 //! Each test owns one loopback address, 127.0.53.N, so they run in parallel on port 53.
 
-#[path = "support/dnsmasq.rs"]
-mod dnsmasq;
+mod support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
@@ -11,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dnsmasq::{Dnsmasq, TempDir};
 use hello_stateful::dns::{ErrorKind, Resolver};
+use support::TempDir;
+use support::dnsmasq::Dnsmasq;
 
 const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
                           options ndots:5\n";
@@ -179,12 +179,12 @@ impl Drop for BlackHole {
 
 #[test]
 fn server_that_never_answers_fails_within_the_lookup_timeout() {
-    if !dnsmasq::available("server_that_never_answers_fails_within_the_lookup_timeout") {
+    if !support::dnsmasq::available("server_that_never_answers_fails_within_the_lookup_timeout") {
         return;
     }
     let _hole = BlackHole::start(addr(5));
     let dir = TempDir::new("blackhole");
-    let conf = dnsmasq::write_resolv_conf(dir.path(), addr(5), POD_SEARCH);
+    let conf = support::dnsmasq::write_resolv_conf(dir.path(), addr(5), POD_SEARCH);
     let timeout = Duration::from_millis(500);
     let r = Resolver::new(conf, timeout);
     let start = Instant::now();
@@ -289,7 +289,7 @@ fn fake_reply(id: u16, qname: &str, qtype: u16, port: u16) -> Vec<u8> {
 
 #[test]
 fn replies_with_wrong_id_or_question_are_ignored() {
-    if !dnsmasq::available("replies_with_wrong_id_or_question_are_ignored") {
+    if !support::dnsmasq::available("replies_with_wrong_id_or_question_are_ignored") {
         return;
     }
     let sock = UdpSocket::bind((addr(8), 53)).expect("bind udp 53");
@@ -320,7 +320,7 @@ fn replies_with_wrong_id_or_question_are_ignored() {
         }
     });
     let dir = TempDir::new("fake");
-    let conf = dnsmasq::write_resolv_conf(dir.path(), addr(8), "");
+    let conf = support::dnsmasq::write_resolv_conf(dir.path(), addr(8), "");
     let r = resolver(conf);
     let answer = r.lookup_srv("svc.example.").expect("the right reply");
     assert_eq!(answer.records.len(), 1);

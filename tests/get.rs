@@ -4,15 +4,13 @@
 //! Each test owns one loopback address, 127.0.54.N (the resolver tests use 127.0.53.N), so they
 //! run in parallel on port 53.
 
-#[path = "support/dnsmasq.rs"]
-mod dnsmasq;
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use dnsmasq::Dnsmasq;
+use support::dnsmasq::Dnsmasq;
 use support::server::{Options, Server};
 
 /// What Kubernetes writes into a pod's resolv.conf for namespace `default`, after `nameserver`.

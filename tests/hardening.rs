@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use support::server::{Options, Server, TempDir, is_root, read_reply, request, runnable};
+use support::server::{Options, Server, read_reply, request};
+use support::{TempDir, is_root, runnable};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 
-use support::server::{Options, Server, TempDir, is_root, try_request};
+use support::server::{Options, Server, try_request};
+use support::{TempDir, is_root};
 
 fn hostname() -> String {
     dns_lookup::get_hostname().unwrap()

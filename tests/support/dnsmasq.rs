@@ -1,85 +1,31 @@
 //! Test fixture: a real dnsmasq serving given records on a loopback address, port 53, plus a
 //! resolv.conf pointing at it; dnsmasq is killed and the files removed in `Drop`.
 //!
-//! Include it with `#[path = "support/dnsmasq.rs"] mod dnsmasq;`. Each test picks its own
+//! Each test picks its own
 //! address in 127.0.0.0/8 (Linux routes the whole block to `lo`), so tests run in parallel.
 //! Port 53 is fixed because resolv.conf cannot name another port, so this needs root (or
 //! CAP_NET_BIND_SERVICE): without dnsmasq or root, tests print a loud `SKIPPED:` line and
 //! return, except under `CI`, where a skip would hide a gap and panics instead.
 
-#![allow(dead_code)] // each test binary uses a different part of the fixture
-
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::{TempDir, is_root, runnable};
+
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
-
-/// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "hello-stateful-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Best effort: a leftover directory in /tmp is harmless.
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Whether tests that need dnsmasq and port 53 can run. Prints `SKIPPED: <test>: <why>` and
 /// returns false when they cannot; panics instead when the `CI` variable is set.
 pub fn available(test: &str) -> bool {
-    let why = if !Path::new(DNSMASQ).exists() {
-        Some("dnsmasq not installed")
-    } else if !is_root() {
-        Some("not root (dnsmasq must bind port 53)")
+    if !Path::new(DNSMASQ).exists() {
+        runnable(test, false, "dnsmasq not installed")
     } else {
-        None
-    };
-    match why {
-        None => true,
-        Some(why) if std::env::var_os("CI").is_some() => {
-            panic!("{test}: {why}, and CI must never skip (install dnsmasq, run as root)")
-        }
-        Some(why) => {
-            // Written to the stderr handle itself, not through eprintln!, which the test
-            // harness captures and hides for passing tests: a skip must be seen.
-            let line = format!("SKIPPED: {test}: {why}\n");
-            // If stderr is gone there is nobody to tell.
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            false
-        }
+        runnable(test, is_root(), "not root (dnsmasq must bind port 53)")
     }
-}
-
-fn is_root() -> bool {
-    // The effective uid is the second field of `Uid:` in /proc/self/status.
-    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1).map(|euid| euid == "0"))
-            .unwrap_or(false)
-    })
 }
 
 /// A running dnsmasq.

@@ -1,4 +1,53 @@
-//! Shared fixtures for the integration tests.
+//! Shared fixtures for the integration tests: the real binary (`server`), a real dnsmasq
+//! (`dnsmasq`), and what both need.
 #![allow(dead_code)] // each test file uses a different part of the fixtures
 
+pub mod dnsmasq;
 pub mod server;
+
+use std::path::{Path, PathBuf};
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("hello-stateful-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir); // a leftover of an earlier run, if any
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0); // best effort: it is under the temp dir
+    }
+}
+
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// False, with a loud `SKIPPED:` line, when a test cannot run here; under CI a skip fails.
+pub fn runnable(test: &str, ok: bool, why: &str) -> bool {
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: {why}; CI must not skip it"
+        );
+        // Straight to the process's stderr: eprintln! would be captured by the test harness.
+        let line = format!("SKIPPED: {test}: {why}\n");
+        std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).ok();
+    }
+    ok
+}

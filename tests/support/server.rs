@@ -3,34 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("hello-stateful-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir); // a leftover of an earlier run, if any
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0); // best effort: it is under the temp dir
-    }
-}
+use super::TempDir;
 
 pub struct Server {
     pub child: Child,
@@ -291,24 +268,4 @@ pub fn read_reply(stream: &mut impl Read, head_only: bool) -> std::io::Result<Re
         headers,
         body,
     })
-}
-
-pub fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
-/// False, with a loud `SKIPPED:` line, when a test cannot run here; under CI a skip fails.
-pub fn runnable(test: &str, ok: bool, why: &str) -> bool {
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: {why}; CI must not skip it"
-        );
-        // Straight to the process's stderr: eprintln! would be captured by the test harness.
-        let line = format!("SKIPPED: {test}: {why}\n");
-        std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).ok();
-    }
-    ok
 }

@@ -88,11 +88,6 @@ impl Guard {
             _ => false,
         }
     }
-
-    /// Connections parked so far.
-    pub fn parked(&self) -> usize {
-        self.parked.load(Ordering::Relaxed)
-    }
 }
 
 /// Receives requests until the lifecycle stops the server (Ok) or the accept loop dies (Err).
@@ -108,7 +103,7 @@ pub fn serve(app: &Arc<App>, server: &Server, workers: &Workers) -> io::Result<(
     }
     // Requests that arrived after the stop signal get a clear answer, not a cut connection.
     while let Ok(Some(request)) = server.try_recv() {
-        workers.submit(move || {
+        workers.submit_for(request.remote_addr().copied(), move || {
             respond(
                 request,
                 Reply::error(503, "server is shutting down"),

@@ -2,7 +2,6 @@
 //! that returns a [`Reply`]. Nothing here touches a socket, so all of it is unit-testable.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use crate::app::App;
@@ -193,23 +192,24 @@ fn not_found(path: &str) -> Reply {
     Reply::error(404, format!("not found: {path}; endpoints: {ENDPOINTS}"))
 }
 
-/// Reads a reply's streamed file body whole; for tests and small files only.
-pub fn read_body(reply: &mut Reply) -> std::io::Result<Vec<u8>> {
-    match &mut reply.body {
-        Body::Text(text) => Ok(text.clone()),
-        Body::File { file, len } => {
-            let mut out = Vec::new();
-            file.seek(SeekFrom::Start(0))?;
-            file.take(*len).read_to_end(&mut out)?;
-            Ok(out)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Seek, SeekFrom};
     use std::path::PathBuf;
+
+    /// Reads a reply's body whole, streamed file or text.
+    fn read_body(reply: &mut Reply) -> std::io::Result<Vec<u8>> {
+        match &mut reply.body {
+            Body::Text(text) => Ok(text.clone()),
+            Body::File { file, len } => {
+                let mut out = Vec::new();
+                file.seek(SeekFrom::Start(0))?;
+                file.take(*len).read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
 
     #[test]
     fn routes_match_the_design() {

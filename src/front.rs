@@ -45,9 +45,12 @@ pub const DRAIN_LIMIT: u64 = 16 << 20;
 /// tiny_http thread and two descriptors for the life of the process; past this many the
 /// process stops (status 1) so the kubelet restarts it with its resources back.
 pub const MAX_PARKED: usize = 1024;
-/// How long a poisoned connection's address is remembered. Clients close first, so their
-/// side holds the address in TIME_WAIT (60 s on Linux) and cannot reuse it sooner.
-const POISON_TTL: Duration = Duration::from_secs(60);
+/// How long a poisoned connection's address is remembered after its last request. What must
+/// be refused is what tiny_http parses from the rest of the same bytes, which is queued right
+/// behind the bad request. It cannot be longer: when tiny_http closes the connection first (it
+/// does on a garbled request line), the client's port is free at once, and a new connection
+/// from it within a minute was refused in the fault suite's hostile scenario.
+const POISON_TTL: Duration = Duration::from_secs(1);
 const MAX_POISONED: usize = 4096;
 
 /// State of the guards, shared by the receive loop and the workers.
@@ -293,4 +296,31 @@ pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         None,
     )
     .with_chunked_threshold(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poison_marks_an_address_and_fades_after_its_last_request() {
+        let guard = Guard::default();
+        let (bad, other) = (
+            Some("127.0.0.1:4000".parse().unwrap()),
+            Some("127.0.0.1:4001".parse().unwrap()),
+        );
+        guard.poison(bad);
+        assert!(guard.is_poisoned(bad));
+        assert!(!guard.is_poisoned(other));
+        assert!(!guard.is_poisoned(None));
+        // As if the last request from it came longer ago than the TTL: a new connection that
+        // reuses the port is a different client.
+        let long_ago = Instant::now() - POISON_TTL - Duration::from_millis(1);
+        guard
+            .poisoned
+            .lock()
+            .unwrap()
+            .insert(bad.unwrap(), long_ago);
+        assert!(!guard.is_poisoned(bad));
+    }
 }

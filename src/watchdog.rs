@@ -9,8 +9,11 @@
 //!   its own, which takes the next queued connection once it is done. So when a probe is not
 //!   answered promptly, the watchdog sends short extra probes, each of which frees one queued
 //!   connection, until the first probe (queued behind all the others) is answered.
-//! - If the accept loop has died without a word, no probe is ever answered: after
-//!   [`DEAD_AFTER`] the watchdog stops the process with status 1 so the kubelet restarts it.
+//! - If the accept loop has died, nothing will ever be answered again, so the watchdog stops the
+//!   process with status 1 and the kubelet restarts it. When the accept thread ends (an error
+//!   from `accept`, or a panic such as the `unwrap` on cloning a stream that fails with EMFILE)
+//!   it drops the listening socket, so our own connection is refused: that is certain, and acted
+//!   on at once. Otherwise after [`DEAD_AFTER`] with no probe answered.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -41,6 +44,14 @@ pub fn start(listen: SocketAddr, lifecycle: Arc<Lifecycle>) -> io::Result<()> {
             match check(target) {
                 Ok(true) => last_answer = Instant::now(),
                 Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::error!(
+                        "{target} refuses connections: tiny_http's accept loop died and closed \
+                         the listening socket; exiting so the pod restarts"
+                    );
+                    lifecycle.stop(1);
+                    return;
+                }
                 Err(e) => log::warn!("watchdog cannot reach {target}: {e}"),
             }
             if last_answer.elapsed() > DEAD_AFTER && !lifecycle.is_stopping() {
@@ -147,6 +158,26 @@ fn answered(stream: &mut TcpStream, wait: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_listening_socket_stops_the_process_at_once() {
+        // The port of a listener that is gone, as after tiny_http's accept thread has panicked.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let lifecycle = Arc::new(Lifecycle::default());
+        start(closed, lifecycle.clone()).unwrap();
+        let started = Instant::now();
+        while !lifecycle.is_stopping() && started.elapsed() < DEAD_AFTER / 2 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            lifecycle.is_stopping(),
+            "the watchdog did not stop the process"
+        );
+        assert_eq!(lifecycle.exit_code(), 1);
+    }
 
     #[test]
     fn wildcard_addresses_are_probed_on_loopback() {

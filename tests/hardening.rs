@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use support::server::{Options, Server, read_reply, request};
-use support::{TempDir, is_root, runnable};
+use support::{TempDir, is_root, open_file_limit, runnable};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap();
@@ -158,6 +158,9 @@ fn stalled_and_trickling_uploads_delay_nobody() {
 
 #[test]
 fn two_thousand_idle_connections_do_not_stop_new_clients() {
+    if !enough_open_files("two_thousand_idle_connections_do_not_stop_new_clients") {
+        return;
+    }
     let server = Server::start();
     let idle: Vec<TcpStream> = (0..2000)
         .map(|_| TcpStream::connect(server.addr).unwrap())
@@ -293,6 +296,18 @@ fn assert_exits_when_accept_loop_dies(options: Options) {
     assert!(log.contains("accept loop died"), "{log}");
 }
 
+/// Raises this process's open-file limit for the tests that hold thousands of connections
+/// (some at once, in parallel), and the servers they start (two descriptors per connection).
+fn enough_open_files(test: &str) -> bool {
+    const NEEDED: u64 = 8192;
+    let limit = open_file_limit();
+    runnable(
+        test,
+        limit >= NEEDED,
+        &format!("needs {NEEDED} open files, and the hard limit is {limit}: raise `ulimit -Hn`"),
+    )
+}
+
 fn has_prlimit() -> bool {
     std::process::Command::new("prlimit")
         .arg("--version")
@@ -360,6 +375,9 @@ fn a_thousand_connections_arriving_at_once_are_queued_and_served() {
     // std's backlog of 128 would drop the SYNs past it (clients retry a second later, beyond
     // the 500 ms allowed here); the server listens with a deeper one. On SIGCONT, tiny_http
     // accepts them all in one burst, which also exercises the watchdog's pool nudging.
+    if !enough_open_files("a_thousand_connections_arriving_at_once_are_queued_and_served") {
+        return;
+    }
     let server = Server::start();
     server.signal("STOP");
     let connected: Vec<std::io::Result<TcpStream>> = (0..1000)

@@ -38,6 +38,13 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The open files this test process may hold, after raising its soft limit to the hard one as
+/// the server does for itself (the servers it starts inherit the raised limit). A login shell's
+/// soft limit of 1024 is too few for the tests that hold thousands of connections.
+pub fn open_file_limit() -> u64 {
+    hello_stateful::lifecycle::raise_open_file_limit().unwrap_or(0)
+}
+
 /// False, with a loud `SKIPPED:` line, when a test cannot run here; under CI a skip fails.
 pub fn runnable(test: &str, ok: bool, why: &str) -> bool {
     if !ok {

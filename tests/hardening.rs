@@ -19,7 +19,9 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Sends raw bytes and reads whatever comes back until close or a quiet `wait`.
+/// Sends raw bytes and reads what comes back: the first bytes for up to 10 s (a loaded machine
+/// may be slow to answer), then more until close or a quiet `wait` (time for anything that must
+/// not come, such as the answer to a smuggled request, to show up).
 fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
     exchange_until(addr, bytes, wait, |_| false)
 }
@@ -33,10 +35,12 @@ fn exchange_until(
 ) -> Vec<u8> {
     let mut stream = connect(addr);
     stream.write_all(bytes).unwrap();
-    stream.set_read_timeout(Some(wait)).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while !done(&out) {
+        if !out.is_empty() {
+            stream.set_read_timeout(Some(wait)).unwrap();
+        }
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),

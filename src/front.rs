@@ -35,7 +35,7 @@ use tiny_http::{Header, Request, Response, Server, StatusCode};
 use crate::app::App;
 use crate::framing::{self, Framing};
 use crate::routes::{self, Body, Reply, Route};
-use crate::watchdog::WATCHDOG_AGENT;
+use crate::watchdog::{Kick, WATCHDOG_AGENT};
 use crate::workers::Workers;
 
 /// A declared body up to this size that is refused (413) is drained by tiny_http as usual,
@@ -94,11 +94,19 @@ impl Guard {
 }
 
 /// Receives requests until the lifecycle stops the server (Ok) or the accept loop dies (Err).
-pub fn serve(app: &Arc<App>, server: &Server, workers: &Workers) -> io::Result<()> {
+/// Requests on connections not seen lately [`Kick`] the watchdog.
+pub fn serve(app: &Arc<App>, server: &Server, workers: &Workers, mut kick: Kick) -> io::Result<()> {
     let guard = Arc::new(Guard::default());
     loop {
         match server.recv() {
-            Ok(request) => dispatch(app, &guard, workers, request),
+            Ok(request) => {
+                if let Some(remote) = request.remote_addr()
+                    && !is_probe(&request)
+                {
+                    kick.request_from(*remote);
+                }
+                dispatch(app, &guard, workers, request)
+            }
             // `unblock` from the lifecycle shows up as an error: only a stop ends the loop well.
             Err(_) if app.lifecycle.is_stopping() => break,
             Err(e) => return Err(e),
@@ -245,8 +253,16 @@ fn park(app: &App, guard: &Guard, request: Request, reply: Reply) {
     }
 }
 
-/// Sends the reply, logging the request at debug level (but not the watchdog's probes, four a
-/// second, which would drown the rest).
+/// True for the watchdog's own probes.
+fn is_probe(request: &Request) -> bool {
+    request
+        .headers()
+        .iter()
+        .any(|h| h.field.equiv("User-Agent") && h.value == WATCHDOG_AGENT)
+}
+
+/// Sends the reply, logging the request at debug level (but not the watchdog's probes, which
+/// would drown the rest).
 fn respond(request: Request, reply: Reply, received: Instant) {
     let (status, method, url, remote) = (
         reply.status,
@@ -254,10 +270,7 @@ fn respond(request: Request, reply: Reply, received: Instant) {
         request.url().to_string(),
         request.remote_addr().copied(),
     );
-    let probe = request
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("User-Agent") && h.value == WATCHDOG_AGENT);
+    let probe = is_probe(&request);
     if let Err(e) = request.respond(to_response(reply)) {
         log::debug!("{method} {url} from {remote:?}: sending response: {e}");
     }

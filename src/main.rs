@@ -101,7 +101,7 @@ fn try_main() -> Result<u8, StartError> {
     let server = Arc::new(server);
     lifecycle.attach(server.clone());
     let bound = server.server_addr().to_ip().unwrap_or(config.listen_addr);
-    watchdog::start(bound, lifecycle.clone())
+    let kick = watchdog::start(bound, lifecycle.clone())
         .map_err(|e| StartError::new(1, format!("start the watchdog: {e}")))?;
     log::info!(
         "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes); /get looks up {} (resolver {}, timeout {} ms)",
@@ -126,7 +126,7 @@ fn try_main() -> Result<u8, StartError> {
         config,
     });
     let workers = Workers::new(MAX_WORKERS);
-    if let Err(e) = front::serve(&app, &server, &workers) {
+    if let Err(e) = front::serve(&app, &server, &workers, kick) {
         log::error!("tiny_http's accept loop died: {e}; exiting so the pod restarts");
         lifecycle.stop(1);
     }

@@ -1,14 +1,24 @@
 //! Storage: the append-only data file, written by one thread with group commit.
 //!
-//! Every `/store` hands its bytes to [`Storage::append`], which returns only once an
-//! `fdatasync` covers them. One writer thread owns the file: it takes everything queued since
-//! its last sync, writes the records one after another at the end of the file, and syncs once
-//! for the whole batch. Requests that arrive while a sync is under way therefore share the next
-//! one, so durability does not cost throughput, and records never interleave.
+//! Every `/store` hands its bytes to [`Storage::append`], which returns only once an `fsync`
+//! covers them. One writer thread owns the file: it takes everything queued since its last sync,
+//! writes the records one after another at the end of the file, and syncs once for the whole
+//! batch. Requests that arrive while a sync is under way therefore share the next one, so
+//! durability does not cost throughput, and records never interleave.
+//!
+//! A process killed in the middle of a write (`kill -9`, or the kernel's OOM killer) can leave
+//! part of a record at the end of the file, where the next server would append after it. So
+//! each sync also records the length it covers in an extended attribute of the file
+//! ([`SYNCED_LEN`]); at start, bytes past that length were never acknowledged, and are moved to
+//! a file beside the data file (`<name>.unacknowledged`) instead of staying as a torn record.
+//! `fsync`, not `fdatasync`: the attribute is metadata that `fdatasync` need not write, and it
+//! must reach the disk with the data it describes. For appends both commit the filesystem's
+//! journal anyway (measured on ext4: about 200 µs per append and sync either way).
 
+use std::ffi::CStr;
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::mem;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
@@ -79,8 +89,11 @@ impl std::error::Error for OpenError {
     }
 }
 
-/// Called by the writer when the data file can no longer be trusted (an `fdatasync` or a
-/// rollback failed): the process must stop and exit non-zero.
+/// The extended attribute of the data file that holds the length the last sync covered.
+pub const SYNCED_LEN: &CStr = c"user.hello-stateful.synced-length";
+
+/// Called by the writer when the data file can no longer be trusted (an `fsync` or a rollback
+/// failed): the process must stop and exit non-zero.
 pub type OnFatal = Box<dyn Fn(&str) + Send>;
 
 /// Handle to the data file. Cheap to share; all writes go through the writer thread.
@@ -93,7 +106,7 @@ struct Shared {
     path: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
-    /// Length of the file that an `fdatasync` has covered: what `/data` may show.
+    /// Length of the file that an `fsync` has covered: what `/data` may show.
     durable_len: AtomicU64,
     /// False once the writer has failed for good or has been closed.
     open: AtomicBool,
@@ -117,13 +130,10 @@ impl Storage {
             path: path.to_path_buf(),
             error,
         })?;
-        let len = file
-            .metadata()
-            .map_err(|error| OpenError {
-                path: path.to_path_buf(),
-                error,
-            })?
-            .len();
+        let (len, marked) = cut_unsynced_tail(path, &file).map_err(|error| OpenError {
+            path: path.to_path_buf(),
+            error,
+        })?;
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
@@ -135,6 +145,7 @@ impl Storage {
             shared: shared.clone(),
             file,
             len,
+            marked,
             on_fatal,
         };
         let handle = thread::Builder::new()
@@ -203,6 +214,8 @@ struct Writer {
     file: File,
     /// Length of the file including every record written so far (synced or not).
     len: u64,
+    /// False when the volume keeps no extended attributes: no [`SYNCED_LEN`] then.
+    marked: bool,
     on_fatal: OnFatal,
 }
 
@@ -280,13 +293,50 @@ impl Writer {
         if written.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.file.sync_data() {
-            // Linux may drop the dirty pages after a failed fdatasync and report success on the
-            // next one, so a retry would acknowledge data that is not on disk: fail instead.
-            for record in written {
-                answer(record, Err(AppendError::Io(format!("fdatasync: {e}"))));
+        let marking = if self.marked {
+            write_synced_len(&self.file, self.len)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = &marking
+            && is_unsupported(e)
+        {
+            warn_unmarked(&self.shared.path, e);
+            self.marked = false;
+        } else if let Err(e) = marking {
+            // Without the mark the next start would take these records for a torn tail: the
+            // batch fails as a whole, like a record whose write fails.
+            let synced = self.shared.durable_len.load(Ordering::Acquire);
+            let path = self.shared.path.display();
+            if let Err(t) = self.file.set_len(synced) {
+                let why =
+                    format!("roll back a batch whose {SYNCED_LEN:?} failed ({e}) in {path}: {t}");
+                for record in written {
+                    answer(record, Err(AppendError::Io(why.clone())));
+                }
+                return Err(why);
             }
-            return Err(format!("fdatasync {}: {e}", self.shared.path.display()));
+            self.len = synced;
+            log::error!(
+                "set {SYNCED_LEN:?} of {path}: {e}; {} records refused",
+                written.len()
+            );
+            for record in written {
+                let error = match e.raw_os_error() {
+                    Some(libc::ENOSPC) | Some(libc::EDQUOT) => AppendError::DiskFull,
+                    _ => AppendError::Io(format!("mark synced length: {e}")),
+                };
+                answer(record, Err(error));
+            }
+            return Ok(());
+        }
+        if let Err(e) = self.file.sync_all() {
+            // Linux may drop the dirty pages after a failed fsync and report success on the next
+            // one, so a retry would acknowledge data that is not on disk: fail instead.
+            for record in written {
+                answer(record, Err(AppendError::Io(format!("fsync: {e}"))));
+            }
+            return Err(format!("fsync {}: {e}", self.shared.path.display()));
         }
         self.shared.durable_len.store(self.len, Ordering::Release);
         log::trace!("synced {} records", written.len());
@@ -313,7 +363,14 @@ impl Writer {
                 self.shared.path.display()
             )
         })?;
-        self.len = file.metadata().map_err(|e| e.to_string())?.len();
+        let (len, marked) = cut_unsynced_tail(&self.shared.path, &file).map_err(|e| {
+            format!(
+                "re-create deleted data file {}: {e}",
+                self.shared.path.display()
+            )
+        })?;
+        self.len = len;
+        self.marked = marked;
         self.file = file;
         self.shared.durable_len.store(self.len, Ordering::Release);
         Ok(())
@@ -341,10 +398,7 @@ fn answer(record: Pending, result: Result<(), AppendError>) {
 /// directory is synced so the file itself survives a crash, not only its contents. An
 /// exclusive lock keeps a second server from writing the same file at its own offsets.
 fn open_data_file(path: &Path) -> io::Result<File> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = dir_of(path);
     if !dir.exists() {
         std::fs::create_dir_all(&dir)?;
     }
@@ -360,6 +414,126 @@ fn open_data_file(path: &Path) -> io::Result<File> {
         File::open(&dir)?.sync_all()?;
     }
     Ok(file)
+}
+
+/// Moves bytes past the length the last sync covered ([`SYNCED_LEN`]) to `<name>.unacknowledged`
+/// beside the data file, and cuts the data file back to it. Those bytes were written before the
+/// previous process died and never acknowledged: left in place, a record cut short would be
+/// continued by the next one. Returns the file's length, and whether the volume keeps the mark.
+fn cut_unsynced_tail(path: &Path, mut file: &File) -> io::Result<(u64, bool)> {
+    let len = file.metadata()?.len();
+    let synced = match read_synced_len(file) {
+        Ok(Some(synced)) => synced,
+        // A new file, or one written before the mark existed: nothing to judge by.
+        Ok(None) => return Ok((len, true)),
+        Err(e) if is_unsupported(&e) => {
+            warn_unmarked(path, &e);
+            return Ok((len, false));
+        }
+        Err(e) => return Err(e),
+    };
+    if synced > len {
+        log::error!(
+            "data file {} is {len} bytes, shorter than the {synced} bytes its last sync covered: \
+             acknowledged records were lost outside this process (volume restored or truncated?)",
+            path.display()
+        );
+        write_synced_len(file, len)?;
+        file.sync_all()?;
+        return Ok((len, true));
+    }
+    if synced == len {
+        return Ok((len, true));
+    }
+    let mut aside_name = path.file_name().unwrap_or_default().to_os_string();
+    aside_name.push(".unacknowledged");
+    let aside_path = path.with_file_name(aside_name);
+    let mut aside = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&aside_path)?;
+    file.seek(SeekFrom::Start(synced))?;
+    io::copy(&mut file.take(len - synced), &mut aside)?;
+    aside.flush()?;
+    aside.sync_all()?;
+    File::open(dir_of(path))?.sync_all()?;
+    file.set_len(synced)?;
+    file.sync_all()?;
+    log::warn!(
+        "data file {}: {} bytes past its last sync (written when the previous process died, never \
+         acknowledged) moved to {}",
+        path.display(),
+        len - synced,
+        aside_path.display()
+    );
+    Ok((synced, true))
+}
+
+fn warn_unmarked(path: &Path, e: &io::Error) {
+    log::warn!(
+        "the volume of {} keeps no extended attributes ({e}): a record cut short when the \
+         process is killed mid-write would stay in the file",
+        path.display()
+    );
+}
+
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENOSYS))
+}
+
+/// The [`SYNCED_LEN`] mark of `file`, if it has one.
+fn read_synced_len(file: &File) -> io::Result<Option<u64>> {
+    let mut value = [0u8; 24];
+    // SAFETY: the name is NUL-terminated and the buffer is valid for its length.
+    let n = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            SYNCED_LEN.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let text = std::str::from_utf8(&value[..n as usize]).unwrap_or("");
+    match text.parse() {
+        Ok(len) => Ok(Some(len)),
+        Err(_) => {
+            log::warn!("ignoring a {SYNCED_LEN:?} that is not a length: {text:?}");
+            Ok(None)
+        }
+    }
+}
+
+fn write_synced_len(file: &File, len: u64) -> io::Result<()> {
+    let value = len.to_string();
+    // SAFETY: the name is NUL-terminated and the value is valid for its length.
+    let rc = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            SYNCED_LEN.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 fn lock_exclusive(file: &File) -> io::Result<()> {

@@ -1,0 +1,151 @@
+//! The data file across process deaths: what a killed server leaves past its last sync is moved
+//! aside at the next start, so the file never holds a record cut short. Run on the target
+//! directory's filesystem (the repository's disk), which keeps extended attributes.
+
+mod support;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use hello_stateful::storage::{SYNCED_LEN, Storage};
+use support::runnable;
+
+fn open(path: &Path) -> Storage {
+    Storage::open(path, Box::new(|why| panic!("fatal: {why}"))).unwrap()
+}
+
+/// A fresh directory under the target directory, or None (with a loud skip) when its
+/// filesystem keeps no user extended attributes.
+fn dir(test: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("storage-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let probe = dir.join("probe");
+    let file = std::fs::File::create(&probe).unwrap();
+    // SAFETY: the name is NUL-terminated and the value is valid for its length.
+    let rc = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            SYNCED_LEN.as_ptr(),
+            b"0".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    let why = format!(
+        "{} keeps no user extended attributes: {}",
+        dir.display(),
+        std::io::Error::last_os_error()
+    );
+    runnable(test, rc == 0, &why).then_some(dir)
+}
+
+fn synced_len(path: &Path) -> Option<u64> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut value = [0u8; 24];
+    // SAFETY: the name is NUL-terminated and the buffer is valid for its length.
+    let n = unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            SYNCED_LEN.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        std::str::from_utf8(&value[..n as usize])
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+}
+
+/// Appends bytes as a killed server's unfinished write would leave them.
+fn leave_behind(path: &Path, bytes: &[u8]) {
+    let mut file = OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
+#[test]
+fn every_sync_marks_the_length_it_covers() {
+    let Some(dir) = dir("marks") else { return };
+    let path = dir.join("hello");
+    let storage = open(&path);
+    assert_eq!(
+        synced_len(&path),
+        None,
+        "a new file has no mark until its first sync"
+    );
+    storage.append(b"one,".to_vec()).unwrap();
+    assert_eq!(synced_len(&path), Some(4));
+    storage.append(b"two,".to_vec()).unwrap();
+    assert_eq!(synced_len(&path), Some(8));
+}
+
+#[test]
+fn bytes_past_the_last_sync_are_moved_aside_at_start() {
+    let Some(dir) = dir("torn") else { return };
+    let path = dir.join("hello");
+    let storage = open(&path);
+    storage.append(b"acknowledged,".to_vec()).unwrap();
+    storage.close();
+    drop(storage);
+    leave_behind(&path, b"cut sh");
+
+    let storage = open(&path);
+    assert_eq!(storage.durable_len(), 13);
+    assert_eq!(std::fs::read(&path).unwrap(), b"acknowledged,");
+    assert_eq!(
+        std::fs::read(dir.join("hello.unacknowledged")).unwrap(),
+        b"cut sh"
+    );
+    storage.append(b"next,".to_vec()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"acknowledged,next,");
+
+    // A second crash adds to what was set aside, and loses nothing of it.
+    storage.close();
+    drop(storage);
+    leave_behind(&path, b"again");
+    open(&path).close();
+    assert_eq!(
+        std::fs::read(dir.join("hello.unacknowledged")).unwrap(),
+        b"cut shagain"
+    );
+}
+
+#[test]
+fn a_file_shorter_than_its_mark_is_kept_as_it_is() {
+    let Some(dir) = dir("short") else { return };
+    let path = dir.join("hello");
+    let storage = open(&path);
+    storage.append(b"abcdef".to_vec()).unwrap();
+    storage.close();
+    drop(storage);
+    // Shortened outside the server (a volume restored from an older copy, say).
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    let storage = open(&path);
+    assert_eq!(storage.durable_len(), 3);
+    assert_eq!(synced_len(&path), Some(3));
+    storage.append(b"x".to_vec()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"abcx");
+    assert!(!dir.join("hello.unacknowledged").exists());
+}
+
+#[test]
+fn a_file_without_a_mark_is_taken_whole() {
+    // Written by hand, or by a version before the mark: there is nothing to judge a tail by.
+    let Some(dir) = dir("unmarked") else { return };
+    let path = dir.join("hello");
+    std::fs::write(&path, b"old data").unwrap();
+    let storage = open(&path);
+    assert_eq!(storage.durable_len(), 8);
+    storage.append(b"+new".to_vec()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"old data+new");
+}

@@ -3,8 +3,8 @@
 
 Every measurement starts a fresh server on 127.0.0.1 with its own data file, so the runs do not
 share state. Load comes from wrk (one process, on the same machine as the server). Records per
-fdatasync come from the server's own trace log (RUST_LOG=hello_stateful::storage=trace logs
-"synced N records" once per fdatasync): one short line per sync costs far less than tracing
+fsync come from the server's own trace log (RUST_LOG=hello_stateful::storage=trace logs
+"synced N records" once per fsync): one short line per sync costs far less than tracing
 every syscall with strace, and it is the same in every run.
 
 Nothing here asserts: targets are printed next to the numbers with a met/missed mark.
@@ -87,7 +87,7 @@ class Server:
         return out
 
     def syncs(self):
-        """(fdatasync calls, records they covered) from the trace log."""
+        """(fsync calls, records they covered) from the trace log."""
         self.log_file.flush()
         counts = [int(m) for m in re.findall(rb"synced (\d+) records", open(self.log_path, "rb").read())]
         return len(counts), sum(counts)
@@ -142,7 +142,9 @@ def wrk(url, conns, seconds, script=None):
     port = int(url.split(":")[2].split("/")[0])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Connections whose request bytes sit unread on the server side in every snapshot from 1 s
-    # in to 1 s before the end were never served during the run: wrk reports nothing for them.
+    # in to 1 s before the end, having received nothing more meanwhile, were never served
+    # during the run: wrk reports nothing for them. (A busy connection may have unread bytes in
+    # every snapshot too, but each time of a later request.)
     snaps = []
     t0 = time.monotonic()
     time.sleep(min(1.0, seconds / 3))
@@ -153,7 +155,8 @@ def wrk(url, conns, seconds, script=None):
     if proc.returncode:
         raise RuntimeError(f"wrk failed: {err}")
     result = {"cmd": " ".join(cmd), "raw": out}
-    result["starved"] = len(set.intersection(*snaps)) if snaps else 0
+    stuck = set.intersection(*(set(s) for s in snaps)) if snaps else set()
+    result["starved"] = sum(1 for peer in stuck if len({s[peer] for s in snaps}) == 1)
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
     for pct in ("50", "99"):
@@ -169,10 +172,20 @@ def wrk(url, conns, seconds, script=None):
 
 
 def unread_connections(port):
-    """Peer addresses of established connections to `port` with unread bytes (Recv-Q > 0)."""
-    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+    """Established connections to `port` with unread bytes (Recv-Q > 0): peer address -> the
+    bytes the connection has received so far (`ss -i`'s bytes_received)."""
+    out = subprocess.run(["ss", "-Htni", "state", "established", f"( sport = :{port} )"],
                          capture_output=True, text=True).stdout
-    return {line.split()[3] for line in out.splitlines() if line.split() and int(line.split()[0]) > 0}
+    unread, peer = {}, None
+    for line in out.splitlines():
+        fields = line.split()
+        if not line[:1].isspace() and len(fields) >= 4:
+            peer = fields[3] if int(fields[0]) > 0 else None
+        elif peer is not None:
+            received = re.search(r"bytes_received:(\d+)", line)
+            unread[peer] = int(received.group(1)) if received else 0
+            peer = None
+    return unread
 
 
 def post_script(workdir, size):
@@ -450,8 +463,8 @@ def main():
     lines.append(f"- load average before / after: {fmt_load(load_before)} / {fmt_load(load_after)}"
                  " (wrk runs on the same machine as the server)")
     lines.append(f"- server: `{os.path.relpath(args.bin, repo)}` (glibc release build) unless marked musl\n")
-    lines.append("## /store (durable: each 200 is sent after an fdatasync covers the record)\n")
-    lines.append("| body | connections | req/s | p50 | p99 | records per fdatasync | non-2xx | connections never served | target |")
+    lines.append("## /store (durable: each 200 is sent after an fsync covers the record)\n")
+    lines.append("| body | connections | req/s | p50 | p99 | records per fsync | non-2xx | connections never served | target |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for what, conns, r, syncs, records in store_rows:
         target = ""
@@ -491,7 +504,8 @@ def main():
         "server's watchdog (src/watchdog.rs) starts threads for them as soon as one request of the burst "
         "arrives (the burst row above), or within 0.5 s if none does. wrk opens all its connections at "
         "once, so each run starts with such a burst; the 'connections never served' column (unread bytes "
-        "in every `ss` snapshot from 1 s in to 1 s before the end) checks that none is left: it must be 0. "
+        "and no byte received since, in every `ss -i` snapshot from 1 s in to 1 s before the end) checks "
+        "that none is left: it must be 0. "
         "See tests/faults/README.md.")
     lines.append(
         "- **CPU.** wrk and the server share 2 cores; even `GET /healthz` (no work) peaks at the reference "
@@ -506,7 +520,7 @@ def main():
         "the machine was besides.")
     lines.append("\n## Commands\n")
     lines.append("Each /store run uses a fresh server and data file, with "
-                 "`RUST_LOG=info,hello_stateful::storage=trace` (one \"synced N records\" line per fdatasync, "
+                 "`RUST_LOG=info,hello_stateful::storage=trace` (one \"synced N records\" line per fsync, "
                  "counted afterwards). The POST scripts are `wrk.method = \"POST\"; wrk.body = string.rep(\"x\", N-1) .. \"\\n\"`.\n")
     lines.append("```")
     lines.extend(dict.fromkeys(cmds))

@@ -277,10 +277,7 @@ impl Writer {
                         }
                         return Err(why);
                     }
-                    let error = match e.raw_os_error() {
-                        Some(libc::ENOSPC) | Some(libc::EDQUOT) => AppendError::DiskFull,
-                        _ => AppendError::Io(e.to_string()),
-                    };
+                    let error = append_error(&e, e.to_string());
                     log::error!(
                         "append {} bytes to {}: {e}",
                         record.bytes.len(),
@@ -293,42 +290,16 @@ impl Writer {
         if written.is_empty() {
             return Ok(());
         }
-        let marking = if self.marked {
-            write_synced_len(&self.file, self.len)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = &marking
-            && is_unsupported(e)
-        {
-            warn_unmarked(&self.shared.path, e);
-            self.marked = false;
-        } else if let Err(e) = marking {
-            // Without the mark the next start would take these records for a torn tail: the
-            // batch fails as a whole, like a record whose write fails.
-            let synced = self.shared.durable_len.load(Ordering::Acquire);
-            let path = self.shared.path.display();
-            if let Err(t) = self.file.set_len(synced) {
-                let why =
-                    format!("roll back a batch whose {SYNCED_LEN:?} failed ({e}) in {path}: {t}");
-                for record in written {
-                    answer(record, Err(AppendError::Io(why.clone())));
+        if self.marked {
+            match write_synced_len(&self.file, self.len) {
+                Ok(()) => {}
+                Err(e) if is_unsupported(&e) => {
+                    warn_unmarked(&self.shared.path, &e);
+                    self.marked = false;
                 }
-                return Err(why);
+                // Without the mark the next start would take these records for a torn tail.
+                Err(e) => return self.refuse_unmarked(written, &e),
             }
-            self.len = synced;
-            log::error!(
-                "set {SYNCED_LEN:?} of {path}: {e}; {} records refused",
-                written.len()
-            );
-            for record in written {
-                let error = match e.raw_os_error() {
-                    Some(libc::ENOSPC) | Some(libc::EDQUOT) => AppendError::DiskFull,
-                    _ => AppendError::Io(format!("mark synced length: {e}")),
-                };
-                answer(record, Err(error));
-            }
-            return Ok(());
         }
         if let Err(e) = self.file.sync_all() {
             // Linux may drop the dirty pages after a failed fsync and report success on the next
@@ -342,6 +313,32 @@ impl Writer {
         log::trace!("synced {} records", written.len());
         for record in written {
             answer(record, Ok(()));
+        }
+        Ok(())
+    }
+
+    /// The batch whose [`SYNCED_LEN`] could not be set fails as a whole, like a record whose
+    /// write fails: the file is cut back to its last sync and every record gets the error.
+    fn refuse_unmarked(&mut self, written: Vec<Pending>, e: &io::Error) -> Result<(), String> {
+        let synced = self.shared.durable_len.load(Ordering::Acquire);
+        let path = self.shared.path.display();
+        if let Err(t) = self.file.set_len(synced) {
+            let why = format!("roll back a batch whose {SYNCED_LEN:?} failed ({e}) in {path}: {t}");
+            for record in written {
+                answer(record, Err(AppendError::Io(why.clone())));
+            }
+            return Err(why);
+        }
+        self.len = synced;
+        log::error!(
+            "set {SYNCED_LEN:?} of {path}: {e}; {} records refused",
+            written.len()
+        );
+        for record in written {
+            answer(
+                record,
+                Err(append_error(e, format!("mark synced length: {e}"))),
+            );
         }
         Ok(())
     }
@@ -386,6 +383,14 @@ impl Writer {
         for record in pending {
             answer(record, Err(AppendError::Closed));
         }
+    }
+}
+
+/// A full volume is its own error (507); anything else is `message`.
+fn append_error(e: &io::Error, message: String) -> AppendError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => AppendError::DiskFull,
+        _ => AppendError::Io(message),
     }
 }
 
@@ -482,7 +487,7 @@ fn is_unsupported(e: &io::Error) -> bool {
 }
 
 /// The [`SYNCED_LEN`] mark of `file`, if it has one.
-fn read_synced_len(file: &File) -> io::Result<Option<u64>> {
+pub fn read_synced_len(file: &File) -> io::Result<Option<u64>> {
     let mut value = [0u8; 24];
     // SAFETY: the name is NUL-terminated and the buffer is valid for its length.
     let n = unsafe {
@@ -510,7 +515,8 @@ fn read_synced_len(file: &File) -> io::Result<Option<u64>> {
     }
 }
 
-fn write_synced_len(file: &File, len: u64) -> io::Result<()> {
+/// Sets the [`SYNCED_LEN`] mark of `file` to `len`.
+pub fn write_synced_len(file: &File, len: u64) -> io::Result<()> {
     let value = len.to_string();
     // SAFETY: the name is NUL-terminated and the value is valid for its length.
     let rc = unsafe {

@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use hello_stateful::storage::{SYNCED_LEN, Storage};
+use hello_stateful::storage::{Storage, read_synced_len, write_synced_len};
 use support::runnable;
 
 fn open(path: &Path) -> Storage {
@@ -22,44 +21,17 @@ fn dir(test: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("storage-{test}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let probe = dir.join("probe");
-    let file = std::fs::File::create(&probe).unwrap();
-    // SAFETY: the name is NUL-terminated and the value is valid for its length.
-    let rc = unsafe {
-        libc::fsetxattr(
-            file.as_raw_fd(),
-            SYNCED_LEN.as_ptr(),
-            b"0".as_ptr().cast(),
-            1,
-            0,
-        )
+    let probe = File::create(dir.join("probe")).unwrap();
+    let marked = write_synced_len(&probe, 0);
+    let why = match &marked {
+        Ok(()) => String::new(),
+        Err(e) => format!("{} keeps no user extended attributes: {e}", dir.display()),
     };
-    let why = format!(
-        "{} keeps no user extended attributes: {}",
-        dir.display(),
-        std::io::Error::last_os_error()
-    );
-    runnable(test, rc == 0, &why).then_some(dir)
+    runnable(test, marked.is_ok(), &why).then_some(dir)
 }
 
 fn synced_len(path: &Path) -> Option<u64> {
-    let file = std::fs::File::open(path).unwrap();
-    let mut value = [0u8; 24];
-    // SAFETY: the name is NUL-terminated and the buffer is valid for its length.
-    let n = unsafe {
-        libc::fgetxattr(
-            file.as_raw_fd(),
-            SYNCED_LEN.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    (n >= 0).then(|| {
-        std::str::from_utf8(&value[..n as usize])
-            .unwrap()
-            .parse()
-            .unwrap()
-    })
+    read_synced_len(&File::open(path).unwrap()).unwrap()
 }
 
 /// Appends bytes as a killed server's unfinished write would leave them.

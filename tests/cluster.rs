@@ -11,17 +11,15 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use support::dnsmasq::Dnsmasq;
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_name};
 use support::server::{Options, Server};
 
-const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
-                          options ndots:5\n";
-const SERVICE: &str = "hello-stateful-service.default.svc.cluster.local";
 /// Short, so a stalled peer fails the test quickly if `/cluster` waits for it too long.
 const PEER_TIMEOUT_MS: u64 = 500;
 
+/// Pod `i`'s name as `/cluster` shows it: fully qualified, with the final dot.
 fn target(i: usize) -> String {
-    format!("hello-stateful-{i}.hello-stateful-service.default.svc.cluster.local.")
+    format!("{}.", pod_name(i))
 }
 
 fn hostname() -> String {

@@ -12,18 +12,10 @@ use std::time::{Duration, Instant};
 
 use hello_stateful::dns::{ErrorKind, Resolver};
 use support::TempDir;
-use support::dnsmasq::Dnsmasq;
-
-const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
-                          options ndots:5\n";
-const SERVICE: &str = "hello-stateful-service.default.svc.cluster.local";
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_name};
 
 fn addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 53, n)
-}
-
-fn target(i: usize) -> String {
-    format!("hello-stateful-{i}.hello-stateful-service.default.svc.cluster.local")
 }
 
 /// `srv-host` options for the Service with targets `indexes`, plus `host-record`s when
@@ -32,9 +24,9 @@ fn pod_records(indexes: impl IntoIterator<Item = usize>, with_a: bool) -> Vec<St
     let mut opts = vec!["local=/cluster.local/".to_string()];
     for i in indexes {
         // Weight as Kubernetes sets it for three endpoints: floor(100/3).
-        opts.push(format!("srv-host={SERVICE},{},8000,0,33", target(i)));
+        opts.push(format!("srv-host={SERVICE},{},8000,0,33", pod_name(i)));
         if with_a {
-            opts.push(format!("host-record={},10.244.0.{}", target(i), i + 1));
+            opts.push(format!("host-record={},10.244.0.{}", pod_name(i), i + 1));
         }
     }
     opts
@@ -61,7 +53,7 @@ fn short_name_resolves_through_the_pod_search_list() {
     assert!(!answer.truncated);
     let mut expected = format!("{SERVICE}.\n");
     for i in 0..3 {
-        expected.push_str(&format!("{}.:8000\n", target(i)));
+        expected.push_str(&format!("{}.:8000\n", pod_name(i)));
     }
     assert_eq!(answer.to_get_body(), expected);
     assert!(
@@ -74,7 +66,7 @@ fn short_name_resolves_through_the_pod_search_list() {
     // The addresses came in the additional section: served with dnsmasq gone.
     dns.stop();
     let ips = r
-        .lookup_ipv4(&format!("{}.", target(1)))
+        .lookup_ipv4(&format!("{}.", pod_name(1)))
         .expect("from the SRV answer");
     assert_eq!(ips, [Ipv4Addr::new(10, 244, 0, 2)]);
 }
@@ -91,7 +83,7 @@ fn targets_sort_naturally() {
     let r = resolver(dns.write_resolv_conf(POD_SEARCH));
     let answer = r.lookup_srv("hello-stateful-service").expect("lookup");
     let targets: Vec<_> = answer.records.iter().map(|s| s.target.clone()).collect();
-    assert_eq!(targets, [1, 2, 10].map(|i| format!("{}.", target(i))));
+    assert_eq!(targets, [1, 2, 10].map(|i| format!("{}.", pod_name(i))));
 }
 
 #[test]
@@ -240,7 +232,7 @@ fn seven_hundred_records_come_complete_over_tcp() {
     assert!(!answer.truncated);
     assert_eq!(answer.records.len(), 700);
     for (i, srv) in answer.records.iter().enumerate() {
-        assert_eq!(srv.target, format!("{}.", target(i)), "natural order");
+        assert_eq!(srv.target, format!("{}.", pod_name(i)), "natural order");
     }
 }
 

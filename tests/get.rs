@@ -10,20 +10,11 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
-use support::dnsmasq::Dnsmasq;
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_name};
 use support::server::{Options, Server};
-
-/// What Kubernetes writes into a pod's resolv.conf for namespace `default`, after `nameserver`.
-const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
-                          options ndots:5\n";
-const SERVICE: &str = "hello-stateful-service.default.svc.cluster.local";
 
 fn addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 54, n)
-}
-
-fn target(i: usize) -> String {
-    format!("hello-stateful-{i}.hello-stateful-service.default.svc.cluster.local")
 }
 
 /// dnsmasq options for the Service with one SRV record per pod in `indexes` (in that order,
@@ -34,11 +25,11 @@ fn pod_records(indexes: &[usize], with_a: bool) -> Vec<String> {
     for &i in indexes {
         opts.push(format!(
             "srv-host={SERVICE},{},8000,0,{}",
-            target(i),
+            pod_name(i),
             100 / indexes.len()
         ));
         if with_a {
-            opts.push(format!("host-record={},10.244.0.{}", target(i), i + 1));
+            opts.push(format!("host-record={},10.244.0.{}", pod_name(i), i + 1));
         }
     }
     opts
@@ -56,7 +47,7 @@ fn server_for(dns: &Dnsmasq) -> Server {
 fn get_body(n: usize) -> String {
     let mut body = format!("{SERVICE}.\n");
     for i in 0..n {
-        body.push_str(&format!("{}.:8000\n", target(i)));
+        body.push_str(&format!("{}.:8000\n", pod_name(i)));
     }
     body
 }

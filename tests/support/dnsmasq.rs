@@ -18,6 +18,17 @@ use super::{TempDir, is_root, runnable};
 
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
+/// What Kubernetes writes into a pod's resolv.conf for namespace `default`, after `nameserver`.
+pub const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local cluster.local\n\
+                              options ndots:5\n";
+/// The headless Service's fully qualified name, whose SRV records list the pods.
+pub const SERVICE: &str = "hello-stateful-service.default.svc.cluster.local";
+
+/// Pod `i`'s DNS name under the Service, as its SRV record targets it.
+pub fn pod_name(i: usize) -> String {
+    format!("hello-stateful-{i}.{SERVICE}")
+}
+
 /// Whether tests that need dnsmasq and port 53 can run. Prints `SKIPPED: <test>: <why>` and
 /// returns false when they cannot; panics instead when the `CI` variable is set.
 pub fn available(test: &str) -> bool {

@@ -2,13 +2,13 @@
 //! replica. Each module is one concern; `main.rs` wires them together.
 
 pub mod app;
+pub mod budgets;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod dns;
 pub mod framing;
 pub mod front;
 pub mod lifecycle;
 pub mod routes;
 pub mod storage;
-pub mod watchdog;
-pub mod workers;

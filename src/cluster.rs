@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::dns::{Resolver, Srv};
 use crate::routes::Reply;
+use crate::sync::{lock, wait_timeout};
 
 /// How much of each peer's data is shown: its last 4 KiB, so a large file cannot bloat the page.
 pub const SHOWN_BYTES: usize = 4096;
@@ -154,13 +155,10 @@ impl Slots {
     /// Takes a slot, waiting for one until `deadline`; None if none came free by then. The
     /// slot is given back when dropped, so a fetch that panics cannot keep it for good.
     fn acquire_until(&self, deadline: Instant) -> Option<Slot<'_>> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = lock(&self.free);
         while *free == 0 {
             let left = deadline.checked_duration_since(Instant::now())?;
-            free = match self.freed.wait_timeout(free, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            free = wait_timeout(&self.freed, free, left).0;
         }
         *free -= 1;
         Some(Slot(self))
@@ -172,7 +170,7 @@ struct Slot<'a>(&'a Slots);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *lock(&self.0.free) += 1;
         self.0.freed.notify_one();
     }
 }

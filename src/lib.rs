@@ -10,5 +10,6 @@ pub mod front;
 pub mod lifecycle;
 pub mod routes;
 pub mod storage;
+pub mod sync;
 pub mod watchdog;
 pub mod workers;

@@ -28,6 +28,8 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
+use crate::sync::{lock, wait};
+
 /// Why a record was not stored. Each maps to one HTTP status in `routes.rs`.
 #[derive(Debug)]
 pub enum AppendError {
@@ -165,7 +167,7 @@ impl Storage {
     pub fn append(&self, bytes: Vec<u8>) -> Result<(), AppendError> {
         let (done, result) = sync_channel(1);
         {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = lock(&self.shared.queue);
             if queue.closed {
                 return Err(AppendError::Closed);
             }
@@ -193,13 +195,9 @@ impl Storage {
     /// Stops taking records, writes and syncs everything already queued, and waits for the
     /// writer to finish. Appends after this fail with [`AppendError::Closed`].
     pub fn close(&self) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closed = true;
+        lock(&self.shared.queue).closed = true;
         self.shared.wake.notify_one();
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let handle = lock(&self.writer).take();
         if let Some(handle) = handle
             && handle.join().is_err()
         {
@@ -237,7 +235,7 @@ impl Writer {
 
     /// Waits for records; `None` once closed and drained.
     fn next_batch(&self) -> Option<Vec<Pending>> {
-        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = lock(&self.shared.queue);
         loop {
             if !queue.pending.is_empty() {
                 return Some(mem::take(&mut queue.pending));
@@ -245,11 +243,7 @@ impl Writer {
             if queue.closed {
                 return None;
             }
-            queue = self
-                .shared
-                .wake
-                .wait(queue)
-                .unwrap_or_else(|e| e.into_inner());
+            queue = wait(&self.shared.wake, queue);
         }
     }
 
@@ -376,7 +370,7 @@ impl Writer {
     /// After a fatal error: answer whatever is still queued, and refuse what comes later.
     fn fail_queued(&self) {
         let pending = {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = lock(&self.shared.queue);
             queue.closed = true;
             mem::take(&mut queue.pending)
         };

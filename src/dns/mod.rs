@@ -24,9 +24,10 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::sync::{lock, wait_timeout};
 use conf::Config;
 use wire::{TYPE_A, TYPE_SRV};
 
@@ -193,10 +194,7 @@ impl Resolver {
             if left.is_zero() {
                 return Err(LookupError::new(name, ErrorKind::Timeout, "i/o timeout"));
             }
-            outcome = match flight.done.wait_timeout(outcome, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            outcome = wait_timeout(&flight.done, outcome, left).0;
         }
     }
 
@@ -354,12 +352,6 @@ fn sweep(cache: &mut Cache, now: Instant) {
 
 fn ttl_duration(ttl: u32) -> Duration {
     Duration::from_secs(u64::from(ttl)).min(MAX_TTL)
-}
-
-/// Locks a mutex, recovering from poisoning: every critical section here leaves the data
-/// consistent (single inserts and removals), so a panic elsewhere must not disable DNS.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Keys carry their query type, so a slot of the other kind cannot occur; answering with an

@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::decimal::parse_decimal;
 use crate::dns::{Resolver, Srv};
 use crate::routes::Reply;
 use crate::sync::{lock, wait_timeout};
@@ -290,7 +291,7 @@ fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
     let length: Option<u64> = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok());
+        .and_then(|(_, v)| parse_decimal(v.trim()).ok());
     let mut data = PeerData {
         total: 0,
         tail: Vec::new(),

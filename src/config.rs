@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::decimal::parse_decimal;
+
 /// The settings, each already checked. Built once in `main` and shared read-only.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -167,9 +169,10 @@ impl Config {
             listen_addr,
             data_file: PathBuf::from(data),
             service_name,
-            max_body_bytes,
-            lookup_timeout: Duration::from_millis(lookup_ms as u64),
-            peer_timeout: Duration::from_millis(peer_ms as u64),
+            // At most 2^30: fits a usize on every target.
+            max_body_bytes: max_body_bytes as usize,
+            lookup_timeout: Duration::from_millis(lookup_ms),
+            peer_timeout: Duration::from_millis(peer_ms),
             resolv_conf: PathBuf::from(resolv),
             log_filter,
         })
@@ -192,12 +195,9 @@ pub fn help() -> String {
     text
 }
 
-/// Strict decimal: digits only (no sign, no spaces), within `min..=max`.
-fn number(text: &str, min: usize, max: usize) -> Option<usize> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok().filter(|n| (min..=max).contains(n))
+/// A strict decimal (digits only: no sign, no spaces) within `min..=max`.
+fn number(text: &str, min: u64, max: u64) -> Option<u64> {
+    parse_decimal(text).ok().filter(|n| (min..=max).contains(n))
 }
 
 /// RFC 1123 host name, optionally fully qualified with a trailing dot.

@@ -28,6 +28,7 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
+use crate::decimal::parse_decimal;
 use crate::sync::{lock, wait};
 
 /// Why a record was not stored. Each maps to one HTTP status in `routes.rs`.
@@ -500,7 +501,7 @@ pub fn read_synced_len(file: &File) -> io::Result<Option<u64>> {
         };
     }
     let text = std::str::from_utf8(&value[..n as usize]).unwrap_or("");
-    match text.parse() {
+    match parse_decimal(text) {
         Ok(len) => Ok(Some(len)),
         Err(_) => {
             log::warn!("ignoring a {SYNCED_LEN:?} that is not a length: {text:?}");

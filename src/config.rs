@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::decimal::parse_decimal;
+use crate::dns::is_domain_name;
 
 /// The settings, each already checked. Built once in `main` and shared read-only.
 #[derive(Debug, Clone)]
@@ -121,7 +122,9 @@ impl Config {
         }
 
         let service_name = value("SERVICE_NAME");
-        if !is_dns_name(&service_name) {
+        // The resolver's own rule, so a name taken here is one it will look up; the root alone
+        // is a domain name, but no Service's.
+        if service_name == "." || !is_domain_name(&service_name) {
             return Err(error(
                 "SERVICE_NAME",
                 service_name,
@@ -200,22 +203,6 @@ fn number(text: &str, min: u64, max: u64) -> Option<u64> {
     parse_decimal(text).ok().filter(|n| (min..=max).contains(n))
 }
 
-/// RFC 1123 host name, optionally fully qualified with a trailing dot.
-fn is_dns_name(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 /// env_logger's directive syntax, restricted to what it would not silently misread:
 /// comma-separated `level` or `module=level`. A bare word must be a level, so a typo such as
 /// `RUST_LOG=inof` is an error instead of a filter for a module named `inof`.
@@ -271,6 +258,8 @@ mod tests {
             ("DATA_FILE", "/etc/stateful/"),
             ("SERVICE_NAME", "bad name"),
             ("SERVICE_NAME", "-bad"),
+            ("SERVICE_NAME", "."),
+            ("SERVICE_NAME", "a..b"),
             ("MAX_BODY_BYTES", "0"),
             ("MAX_BODY_BYTES", "+5"),
             ("MAX_BODY_BYTES", "1MiB"),

@@ -17,6 +17,7 @@ mod wire;
 mod fuzz;
 
 pub use answer::{Srv, SrvAnswer, natural_cmp};
+pub use conf::is_domain_name;
 pub use error::{ErrorKind, LookupError};
 
 use std::collections::HashMap;

@@ -9,12 +9,13 @@
 //! line.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::deadline::{DeadlineStream, is_timeout};
 use crate::decimal::parse_decimal;
 use crate::dns::{Resolver, Srv};
 use crate::routes::Reply;
@@ -200,63 +201,30 @@ pub fn fetch(
 
 /// GET `/data` from `addr`, all of it by `deadline`; `host` goes in the `Host` header.
 fn get_data(addr: SocketAddr, host: &str, deadline: Instant) -> Result<PeerData, io::Error> {
-    let left = remaining(deadline)?;
-    let mut stream = TcpStream::connect_timeout(&addr, left)?;
+    let mut stream = DeadlineStream::connect(addr, deadline)?;
     // HTTP/1.0 so the peer answers with a Content-Length (tiny_http only chunks for 1.1) and closes.
     let port = addr.port();
     let request =
         format!("GET /data HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: hello-stateful\r\n\r\n");
-    stream.set_write_timeout(Some(remaining(deadline)?))?;
     stream.write_all(request.as_bytes())?;
-    read_response(&mut DeadlineReader { stream, deadline })
-}
-
-/// The time left until `deadline`, or a timeout error if there is none.
-fn remaining(deadline: Instant) -> io::Result<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+    read_response(&mut stream)
 }
 
 /// One line saying why a fetch failed: io errors without their `(os error N)` tail, and every
 /// kind of timeout worded the same.
 fn reason(e: io::Error, timeout: Duration) -> String {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timed_out(timeout),
-        _ => {
-            let text = e.to_string();
-            let text = match text.find(" (os error ") {
-                Some(at) => &text[..at],
-                None => &text,
-            };
-            let mut chars = text.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_lowercase().chain(chars).collect()
-            })
-        }
+    if is_timeout(&e) {
+        return timed_out(timeout);
     }
-}
-
-/// Reads a socket, never past the deadline.
-struct DeadlineReader {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl Read for DeadlineReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            self.stream
-                .set_read_timeout(Some(remaining(self.deadline)?))?;
-            match self.stream.read(buf) {
-                // A socket with a receive timeout is not restarted after a signal handler
-                // (signal(7)), even with SA_RESTART: SIGTERM must not fail a fetch.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                read => return read,
-            }
-        }
-    }
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }
 
 fn invalid(why: String) -> io::Error {
@@ -405,13 +373,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let err = get_data(addr, "peer", Instant::now() + Duration::from_millis(100)).unwrap_err();
-        assert!(
-            matches!(
-                err.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            ),
-            "{err}"
-        );
+        assert!(is_timeout(&err), "{err}");
     }
 
     #[test]

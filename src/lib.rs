@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cluster;
 pub mod config;
+pub mod deadline;
 pub mod decimal;
 pub mod dns;
 pub mod framing;

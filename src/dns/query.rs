@@ -10,11 +10,12 @@
 use std::fmt;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::wire::{self, CLASS_IN, Message, Question, Section, WireError};
+use crate::deadline::{DeadlineStream, is_timeout, remaining};
 
 /// Large enough for any UDP datagram: a server may ignore the advertised EDNS0 size.
 const UDP_BUFFER: usize = 65_535;
@@ -152,8 +153,8 @@ fn udp_round_trip(
     socket.send(query).map_err(io_err)?;
     let mut buf = vec![0u8; UDP_BUFFER];
     loop {
-        let remaining = remaining(deadline)?;
-        socket.set_read_timeout(Some(remaining)).map_err(io_err)?;
+        let left = remaining(deadline).map_err(|_| ExchangeError::Timeout)?;
+        socket.set_read_timeout(Some(left)).map_err(io_err)?;
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => continue,
@@ -180,19 +181,18 @@ fn tcp_round_trip(
     query: &[u8],
     deadline: Instant,
 ) -> Result<Vec<u8>, ExchangeError> {
-    let io_err = |error| ExchangeError::Io {
-        server,
-        proto: "tcp",
-        error,
-    };
-    let map = |e: io::Error| {
-        if is_timeout(&e) {
+    let map = |error: io::Error| {
+        if is_timeout(&error) {
             ExchangeError::Timeout
         } else {
-            io_err(e)
+            ExchangeError::Io {
+                server,
+                proto: "tcp",
+                error,
+            }
         }
     };
-    let mut stream = TcpStream::connect_timeout(&server, remaining(deadline)?).map_err(map)?;
+    let mut stream = DeadlineStream::connect(server, deadline).map_err(map)?;
     // RFC 1035 section 4.2.2: a two-byte length, then the message, in one write so the
     // server does not see a lone length segment.
     let len = u16::try_from(query.len())
@@ -200,52 +200,12 @@ fn tcp_round_trip(
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(query);
-    stream
-        .set_write_timeout(Some(remaining(deadline)?))
-        .map_err(io_err)?;
     stream.write_all(&framed).map_err(map)?;
     let mut len = [0u8; 2];
-    read_exact_by(&mut stream, &mut len, deadline).map_err(map)?;
+    stream.read_exact(&mut len).map_err(map)?;
     let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    read_exact_by(&mut stream, &mut message, deadline).map_err(map)?;
+    stream.read_exact(&mut message).map_err(map)?;
     Ok(message)
-}
-
-/// `read_exact` whose total time is bounded by `deadline`: a server trickling one byte at a
-/// time would otherwise restart a plain read timeout with every byte.
-fn read_exact_by(stream: &mut TcpStream, mut buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-    while !buf.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(buf) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => buf = &mut buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Time left before `deadline`, or a timeout when none is (a zero socket timeout would mean
-/// "block forever" to the OS, and std refuses it).
-fn remaining(deadline: Instant) -> Result<Duration, ExchangeError> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(ExchangeError::Timeout)
-    } else {
-        Ok(left)
-    }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 /// An unpredictable 16-bit query id. std's `RandomState` draws its keys from the OS random

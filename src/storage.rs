@@ -101,11 +101,13 @@ pub type OnFatal = Box<dyn Fn(&str) + Send>;
 
 /// Handle to the data file. Cheap to share; all writes go through the writer thread.
 pub struct Storage {
-    shared: Arc<Shared>,
+    state: Arc<FileState>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-struct Shared {
+/// What the handles and the writer thread both see of the data file: its path, the records
+/// queued for it, and how much of it is durable.
+struct FileState {
     path: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -137,7 +139,7 @@ impl Storage {
             path: path.to_path_buf(),
             error,
         })?;
-        let shared = Arc::new(Shared {
+        let state = Arc::new(FileState {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -145,7 +147,7 @@ impl Storage {
             open: AtomicBool::new(true),
         });
         let writer = Writer {
-            shared: shared.clone(),
+            state: state.clone(),
             file,
             len,
             marked,
@@ -159,7 +161,7 @@ impl Storage {
                 error,
             })?;
         Ok(Storage {
-            shared,
+            state,
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -168,36 +170,36 @@ impl Storage {
     pub fn append(&self, bytes: Vec<u8>) -> Result<(), AppendError> {
         let (done, result) = sync_channel(1);
         {
-            let mut queue = lock(&self.shared.queue);
+            let mut queue = lock(&self.state.queue);
             if queue.closed {
                 return Err(AppendError::Closed);
             }
             queue.pending.push(Pending { bytes, done });
         }
-        self.shared.wake.notify_one();
+        self.state.wake.notify_one();
         // The writer answers every record it takes; a closed channel means it died with it.
         result.recv().unwrap_or(Err(AppendError::Closed))
     }
 
     /// Bytes of the file that are durable, so `/data` never shows an unacknowledged record.
     pub fn durable_len(&self) -> u64 {
-        self.shared.durable_len.load(Ordering::Acquire)
+        self.state.durable_len.load(Ordering::Acquire)
     }
 
     /// True while appends can succeed: the file is open and the writer healthy.
     pub fn is_open(&self) -> bool {
-        self.shared.open.load(Ordering::Acquire)
+        self.state.open.load(Ordering::Acquire)
     }
 
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.state.path
     }
 
     /// Stops taking records, writes and syncs everything already queued, and waits for the
     /// writer to finish. Appends after this fail with [`AppendError::Closed`].
     pub fn close(&self) {
-        lock(&self.shared.queue).closed = true;
-        self.shared.wake.notify_one();
+        lock(&self.state.queue).closed = true;
+        self.state.wake.notify_one();
         let handle = lock(&self.writer).take();
         if let Some(handle) = handle
             && handle.join().is_err()
@@ -209,7 +211,7 @@ impl Storage {
 
 /// The writer thread's state: the only place the data file is written.
 struct Writer {
-    shared: Arc<Shared>,
+    state: Arc<FileState>,
     file: File,
     /// Length of the file including every record written so far (synced or not).
     len: u64,
@@ -222,7 +224,7 @@ impl Writer {
     fn run(mut self) {
         while let Some(batch) = self.next_batch() {
             if let Err(why) = self.commit(batch) {
-                self.shared.open.store(false, Ordering::Release);
+                self.state.open.store(false, Ordering::Release);
                 log::error!(
                     "{why}; exiting so the pod restarts with the data file as it is on disk"
                 );
@@ -231,12 +233,12 @@ impl Writer {
                 return;
             }
         }
-        self.shared.open.store(false, Ordering::Release);
+        self.state.open.store(false, Ordering::Release);
     }
 
     /// Waits for records; `None` once closed and drained.
     fn next_batch(&self) -> Option<Vec<Pending>> {
-        let mut queue = lock(&self.shared.queue);
+        let mut queue = lock(&self.state.queue);
         loop {
             if !queue.pending.is_empty() {
                 return Some(mem::take(&mut queue.pending));
@@ -244,7 +246,7 @@ impl Writer {
             if queue.closed {
                 return None;
             }
-            queue = wait(&self.shared.wake, queue);
+            queue = wait(&self.state.wake, queue);
         }
     }
 
@@ -264,7 +266,7 @@ impl Writer {
                     // A write that failed part-way may have left some of the record behind:
                     // cut the file back so no torn record is ever synced.
                     if let Err(t) = self.file.set_len(self.len) {
-                        let path = self.shared.path.display();
+                        let path = self.state.path.display();
                         let why = format!("roll back a failed write ({e}) of {path}: {t}");
                         answer(record, Err(AppendError::Io(e.to_string())));
                         for record in written {
@@ -276,7 +278,7 @@ impl Writer {
                     log::error!(
                         "append {} bytes to {}: {e}",
                         record.bytes.len(),
-                        self.shared.path.display()
+                        self.state.path.display()
                     );
                     answer(record, Err(error));
                 }
@@ -289,7 +291,7 @@ impl Writer {
             match write_synced_len(&self.file, self.len) {
                 Ok(()) => {}
                 Err(e) if is_unsupported(&e) => {
-                    warn_unmarked(&self.shared.path, &e);
+                    warn_unmarked(&self.state.path, &e);
                     self.marked = false;
                 }
                 // Without the mark the next start would take these records for a torn tail.
@@ -302,9 +304,9 @@ impl Writer {
             for record in written {
                 answer(record, Err(AppendError::Io(format!("fsync: {e}"))));
             }
-            return Err(format!("fsync {}: {e}", self.shared.path.display()));
+            return Err(format!("fsync {}: {e}", self.state.path.display()));
         }
-        self.shared.durable_len.store(self.len, Ordering::Release);
+        self.state.durable_len.store(self.len, Ordering::Release);
         log::trace!("synced {} records", written.len());
         for record in written {
             answer(record, Ok(()));
@@ -315,8 +317,8 @@ impl Writer {
     /// The batch whose [`SYNCED_LEN`] could not be set fails as a whole, like a record whose
     /// write fails: the file is cut back to its last sync and every record gets the error.
     fn refuse_unmarked(&mut self, written: Vec<Pending>, e: &io::Error) -> Result<(), String> {
-        let synced = self.shared.durable_len.load(Ordering::Acquire);
-        let path = self.shared.path.display();
+        let synced = self.state.durable_len.load(Ordering::Acquire);
+        let path = self.state.path.display();
         if let Err(t) = self.file.set_len(synced) {
             let why = format!("roll back a batch whose {SYNCED_LEN:?} failed ({e}) in {path}: {t}");
             for record in written {
@@ -347,31 +349,31 @@ impl Writer {
         }
         log::warn!(
             "data file {} was deleted while in use; creating it again",
-            self.shared.path.display()
+            self.state.path.display()
         );
-        let file = open_data_file(&self.shared.path).map_err(|e| {
+        let file = open_data_file(&self.state.path).map_err(|e| {
             format!(
                 "re-create deleted data file {}: {e}",
-                self.shared.path.display()
+                self.state.path.display()
             )
         })?;
-        let (len, marked) = cut_unsynced_tail(&self.shared.path, &file).map_err(|e| {
+        let (len, marked) = cut_unsynced_tail(&self.state.path, &file).map_err(|e| {
             format!(
                 "re-create deleted data file {}: {e}",
-                self.shared.path.display()
+                self.state.path.display()
             )
         })?;
         self.len = len;
         self.marked = marked;
         self.file = file;
-        self.shared.durable_len.store(self.len, Ordering::Release);
+        self.state.durable_len.store(self.len, Ordering::Release);
         Ok(())
     }
 
     /// After a fatal error: answer whatever is still queued, and refuse what comes later.
     fn fail_queued(&self) {
         let pending = {
-            let mut queue = lock(&self.shared.queue);
+            let mut queue = lock(&self.state.queue);
             queue.closed = true;
             mem::take(&mut queue.pending)
         };

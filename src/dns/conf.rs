@@ -31,10 +31,6 @@ pub struct Config {
     pub timeout: Duration,
     /// Rounds over all servers.
     pub attempts: usize,
-    /// `options rotate`: start each lookup at the next server.
-    pub rotate: bool,
-    /// `options use-vc` (or `usevc`, `tcp`): query over TCP only.
-    pub use_tcp: bool,
 }
 
 impl Config {
@@ -54,8 +50,6 @@ impl Config {
             ndots: 1,
             timeout: Duration::from_secs(5),
             attempts: 2,
-            rotate: false,
-            use_tcp: false,
         }
     }
 
@@ -121,10 +115,6 @@ impl Config {
             self.timeout = Duration::from_secs(secs);
         } else if let Some(v) = opt.strip_prefix("attempts:") {
             self.attempts = leading_number(v).clamp(1, MAX_ATTEMPTS as u64) as usize;
-        } else if opt == "rotate" {
-            self.rotate = true;
-        } else if matches!(opt, "use-vc" | "usevc" | "tcp") {
-            self.use_tcp = true;
         }
     }
 
@@ -317,7 +307,6 @@ mod tests {
         assert_eq!(c.ndots, 15);
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.attempts, 5);
-        assert!(c.rotate && c.use_tcp);
         let c = Config::parse(
             "options ndots:0 timeout:99999999999999999999 attempts:x\n",
             None,

@@ -47,7 +47,6 @@ pub fn lookup(
     name: &str,
     qtype: u16,
     deadline: Instant,
-    server_offset: usize,
 ) -> Result<Answered, LookupError> {
     let names = if is_domain_name(name) {
         conf.name_list(name)
@@ -57,7 +56,7 @@ pub fn lookup(
     };
     let mut first_failure = None;
     for fqdn in &names {
-        match try_one_name(conf, fqdn, qtype, deadline, server_offset) {
+        match try_one_name(conf, fqdn, qtype, deadline) {
             Ok(answered) => return Ok(answered),
             Err(failure) => {
                 log::debug!("lookup {fqdn} type {qtype}: {}", failure.reason);
@@ -78,25 +77,21 @@ fn try_one_name(
     fqdn: &str,
     qtype: u16,
     deadline: Instant,
-    server_offset: usize,
 ) -> Result<Answered, Failure> {
-    let servers = &conf.servers;
     let mut last = Failure::new(ErrorKind::Timeout, "i/o timeout");
     for _ in 0..conf.attempts {
-        for j in 0..servers.len() {
+        for &server in &conf.servers {
             if Instant::now() >= deadline {
                 return Err(Failure::new(ErrorKind::Timeout, "i/o timeout"));
             }
-            let server = servers[(server_offset + j) % servers.len()];
-            let reply =
-                match query::exchange(server, fqdn, qtype, conf.timeout, deadline, conf.use_tcp) {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        last = exchange_failure(&e);
-                        log::debug!("lookup {fqdn} on {server}: {e}");
-                        continue;
-                    }
-                };
+            let reply = match query::exchange(server, fqdn, qtype, conf.timeout, deadline) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    last = exchange_failure(&e);
+                    log::debug!("lookup {fqdn} on {server}: {e}");
+                    continue;
+                }
+            };
             let message = reply.message;
             match check(&message, qtype) {
                 Ok(()) => {
@@ -236,7 +231,7 @@ mod tests {
     fn next_name_after_nxdomain_and_servfail() {
         let (addr, asked) = fake(&["web.a.example."], &["web.b.example."], "web.c.example.");
         let c = conf(addr, &["a.example", "b.example", "c.example"], 5);
-        let answered = lookup(&c, "web", TYPE_SRV, soon(), 0).expect("third name answers");
+        let answered = lookup(&c, "web", TYPE_SRV, soon()).expect("third name answers");
         assert_eq!(answered.message.answers[0].name, "web.c.example.");
         assert!(!answered.truncated);
         let asked = asked.lock().expect("log").clone();
@@ -257,7 +252,7 @@ mod tests {
         let (addr, _) = fake(&["web.a.example."], &[], "none.");
         let c = conf(addr, &["a.example"], 5);
         // "web.a.example." is NXDOMAIN, then "web." is REFUSED (server misbehaving).
-        let err = lookup(&c, "web", TYPE_SRV, soon(), 0).expect_err("fails");
+        let err = lookup(&c, "web", TYPE_SRV, soon()).expect_err("fails");
         assert_eq!(err.to_string(), "lookup web: no such host");
         assert_eq!(err.kind(), ErrorKind::NoSuchHost);
     }
@@ -266,7 +261,7 @@ mod tests {
     fn no_records_is_its_own_error() {
         let (addr, _) = fake(&[], &[], "web.");
         let c = conf(addr, &[], 1);
-        let err = lookup(&c, "web.", TYPE_A, soon(), 0).expect_err("no A records");
+        let err = lookup(&c, "web.", TYPE_A, soon()).expect_err("no A records");
         assert_eq!(err.to_string(), "lookup web.: no A records");
         assert!(err.is_not_found());
     }
@@ -275,7 +270,7 @@ mod tests {
     fn invalid_names_are_no_such_host_without_a_query() {
         let (addr, asked) = fake(&[], &[], "x.");
         let c = conf(addr, &[], 1);
-        let err = lookup(&c, "bad name", TYPE_SRV, soon(), 0).expect_err("invalid");
+        let err = lookup(&c, "bad name", TYPE_SRV, soon()).expect_err("invalid");
         assert_eq!(err.to_string(), "lookup bad name: no such host");
         assert!(asked.lock().expect("log").is_empty());
     }
@@ -284,7 +279,7 @@ mod tests {
     fn passed_deadline_fails_every_name_at_once() {
         let (addr, asked) = fake(&[], &[], "x.");
         let c = conf(addr, &["a.example"], 5);
-        let err = lookup(&c, "web", TYPE_SRV, Instant::now(), 0).expect_err("no time");
+        let err = lookup(&c, "web", TYPE_SRV, Instant::now()).expect_err("no time");
         assert_eq!(err.to_string(), "lookup web: i/o timeout");
         assert!(asked.lock().expect("log").is_empty());
     }

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,8 +48,6 @@ pub struct Resolver {
     hostname: Option<String>,
     conf: Mutex<LoadedConf>,
     cache: Mutex<Cache>,
-    /// `options rotate`: the server to start the next lookup with.
-    rotation: AtomicUsize,
 }
 
 struct LoadedConf {
@@ -108,7 +105,6 @@ impl Resolver {
                 conf: None,
             }),
             cache: Mutex::new(Cache::default()),
-            rotation: AtomicUsize::new(0),
         }
     }
 
@@ -202,7 +198,7 @@ impl Resolver {
     fn resolve_srv(&self, name: &str) -> (Outcome, Duration) {
         let conf = self.config();
         let deadline = Instant::now() + self.lookup_timeout;
-        let answered = match lookup::lookup(&conf, name, TYPE_SRV, deadline, self.offset(&conf)) {
+        let answered = match lookup::lookup(&conf, name, TYPE_SRV, deadline) {
             Ok(answered) => answered,
             Err(e) => return (Err(e), FAILURE_TTL),
         };
@@ -233,20 +229,12 @@ impl Resolver {
     fn resolve_ipv4(&self, name: &str) -> (Outcome, Duration) {
         let conf = self.config();
         let deadline = Instant::now() + self.lookup_timeout;
-        match lookup::lookup(&conf, name, TYPE_A, deadline, self.offset(&conf)) {
+        match lookup::lookup(&conf, name, TYPE_A, deadline) {
             Ok(answered) => {
                 let (addrs, ttl) = answer::extract_ipv4(&answered.message);
                 (Ok(Value::V4(addrs)), ttl_duration(ttl))
             }
             Err(e) => (Err(e), FAILURE_TTL),
-        }
-    }
-
-    fn offset(&self, conf: &Config) -> usize {
-        if conf.rotate {
-            self.rotation.fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
         }
     }
 
@@ -369,6 +357,7 @@ fn unreachable_kind<T>(name: &str) -> Result<T, LookupError> {
 mod tests {
     use super::*;
     use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
 
     fn assert_send_sync<T: Send + Sync>() {}

@@ -59,7 +59,7 @@ impl fmt::Display for ExchangeError {
 #[derive(Debug)]
 pub struct Reply {
     pub message: Message,
-    /// The reply came over TCP (after a truncated UDP reply, or with `use-vc`).
+    /// The reply came over TCP, after a truncated UDP reply.
     pub over_tcp: bool,
 }
 
@@ -71,7 +71,6 @@ pub fn exchange(
     qtype: u16,
     try_timeout: Duration,
     deadline: Instant,
-    tcp_only: bool,
 ) -> Result<Reply, ExchangeError> {
     let id = random_id();
     let query = wire::encode_query(id, name, qtype, true).map_err(ExchangeError::BadQuestion)?;
@@ -80,18 +79,16 @@ pub fn exchange(
         qtype,
         qclass: CLASS_IN,
     };
-    if !tcp_only {
-        let udp_deadline = deadline.min(Instant::now() + try_timeout);
-        let datagram = udp_round_trip(server, id, &question, &query, udp_deadline)?;
-        let (header, _) = wire::parse_head(&datagram).map_err(ExchangeError::Malformed)?;
-        if !header.truncated() {
-            return complete(&datagram).map(|message| Reply {
-                message,
-                over_tcp: false,
-            });
-        }
-        log::debug!("{name}: truncated UDP answer from {server}, asking again over TCP");
+    let udp_deadline = deadline.min(Instant::now() + try_timeout);
+    let datagram = udp_round_trip(server, id, &question, &query, udp_deadline)?;
+    let (header, _) = wire::parse_head(&datagram).map_err(ExchangeError::Malformed)?;
+    if !header.truncated() {
+        return complete(&datagram).map(|message| Reply {
+            message,
+            over_tcp: false,
+        });
     }
+    log::debug!("{name}: truncated UDP answer from {server}, asking again over TCP");
     let tcp_deadline = deadline.min(Instant::now() + try_timeout);
     let stream = tcp_round_trip(server, &query, tcp_deadline)?;
     let (header, reply_question) = wire::parse_head(&stream).map_err(ExchangeError::Malformed)?;
@@ -279,7 +276,6 @@ mod tests {
             TYPE_SRV,
             Duration::from_secs(5),
             deadline,
-            false,
         )
         .expect("the matching reply is found");
         assert!(!reply.over_tcp);
@@ -294,15 +290,8 @@ mod tests {
         let server = fake_udp(|id, qname| vec![good_reply(id ^ 0x5555, qname)]);
         let start = Instant::now();
         let deadline = start + Duration::from_millis(300);
-        let err = exchange(
-            server,
-            NAME,
-            TYPE_SRV,
-            Duration::from_secs(5),
-            deadline,
-            false,
-        )
-        .expect_err("no matching reply");
+        let err = exchange(server, NAME, TYPE_SRV, Duration::from_secs(5), deadline)
+            .expect_err("no matching reply");
         assert!(matches!(err, ExchangeError::Timeout), "{err}");
         assert!(
             start.elapsed() < Duration::from_secs(2),
@@ -318,15 +307,8 @@ mod tests {
             vec![r]
         });
         let deadline = Instant::now() + Duration::from_secs(5);
-        let err = exchange(
-            server,
-            NAME,
-            TYPE_SRV,
-            Duration::from_secs(5),
-            deadline,
-            false,
-        )
-        .expect_err("cut answer");
+        let err = exchange(server, NAME, TYPE_SRV, Duration::from_secs(5), deadline)
+            .expect_err("cut answer");
         assert!(matches!(err, ExchangeError::Malformed(_)), "{err}");
     }
 
@@ -337,15 +319,8 @@ mod tests {
             .and_then(|s| s.local_addr())
             .expect("port");
         let deadline = Instant::now() + Duration::from_secs(5);
-        let err = exchange(
-            addr,
-            NAME,
-            TYPE_SRV,
-            Duration::from_secs(5),
-            deadline,
-            false,
-        )
-        .expect_err("nobody listens");
+        let err = exchange(addr, NAME, TYPE_SRV, Duration::from_secs(5), deadline)
+            .expect_err("nobody listens");
         assert!(
             matches!(err, ExchangeError::Io { .. } | ExchangeError::Timeout),
             "{err}"
@@ -389,15 +364,8 @@ mod tests {
             let _ = s.write_all(&framed);
         });
         let deadline = Instant::now() + Duration::from_secs(5);
-        let reply = exchange(
-            addr,
-            NAME,
-            TYPE_SRV,
-            Duration::from_secs(5),
-            deadline,
-            false,
-        )
-        .expect("tcp answer");
+        let reply =
+            exchange(addr, NAME, TYPE_SRV, Duration::from_secs(5), deadline).expect("tcp answer");
         assert!(reply.over_tcp);
         assert_eq!(reply.message.answers.len(), 1);
     }

@@ -215,7 +215,7 @@ mod tests {
     }
 
     fn conf(server: SocketAddr, search: &[&str], ndots: usize) -> Config {
-        let mut c = Config::parse("", None);
+        let mut c = Config::parse("");
         c.servers = vec![server];
         c.search = search.iter().map(|s| format!("{s}.")).collect();
         c.ndots = ndots;

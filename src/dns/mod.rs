@@ -45,7 +45,6 @@ const SWEEP_AT: usize = 256;
 pub struct Resolver {
     resolv_conf: PathBuf,
     lookup_timeout: Duration,
-    hostname: Option<String>,
     conf: Mutex<LoadedConf>,
     cache: Mutex<Cache>,
 }
@@ -98,8 +97,6 @@ impl Resolver {
         Resolver {
             resolv_conf,
             lookup_timeout,
-            // Go's default search domain when resolv.conf has none comes from the hostname.
-            hostname: dns_lookup::get_hostname().ok(),
             conf: Mutex::new(LoadedConf {
                 stamp: None,
                 conf: None,
@@ -252,15 +249,14 @@ impl Resolver {
         {
             return conf.clone();
         }
-        let hostname = self.hostname.as_deref();
         let conf = match std::fs::read_to_string(&self.resolv_conf) {
-            Ok(text) => Config::parse(&text, hostname),
+            Ok(text) => Config::parse(&text),
             Err(e) => {
                 log::debug!(
                     "{}: {e}; using the default resolver configuration",
                     self.resolv_conf.display()
                 );
-                Config::missing_file(hostname)
+                Config::parse("")
             }
         };
         let conf = Arc::new(conf);

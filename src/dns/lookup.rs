@@ -171,11 +171,11 @@ fn exchange_failure(e: &ExchangeError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::query::tests::fake_udp;
     use crate::dns::wire::tests::{Builder, srv_rdata};
     use crate::dns::wire::{self, TYPE_A};
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
-    use std::thread;
     use std::time::Duration;
 
     /// A fake server answering per question name: NXDOMAIN for names in `nx`, SERVFAIL for
@@ -185,31 +185,22 @@ mod tests {
         fail: &'static [&str],
         ok: &'static str,
     ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let addr = sock.local_addr().expect("addr");
         let asked = Arc::new(Mutex::new(Vec::new()));
         let log = asked.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                let Ok((h, q)) = wire::parse_head(&buf[..n]) else {
-                    continue;
-                };
-                log.lock().expect("log").push(q.name.clone());
-                let reply = if nx.contains(&q.name.as_str()) {
-                    Builder::reply(h.id, 0x8583, &q.name, q.qtype, [0, 0, 0]).buf
-                } else if fail.contains(&q.name.as_str()) {
-                    Builder::reply(h.id, 0x8182, &q.name, q.qtype, [0, 0, 0]).buf
-                } else if q.name == ok {
-                    let mut b = Builder::reply(h.id, 0x8580, &q.name, q.qtype, [1, 0, 0]);
-                    b.rr_ptr_owner(TYPE_SRV, 5, &srv_rdata(0, 100, 8000, "web-0.svc.example."));
-                    b.buf
-                } else {
-                    Builder::reply(h.id, 0x8185, &q.name, q.qtype, [0, 0, 0]).buf
-                };
-                // The client may have given up; its assertions report that.
-                let _ = sock.send_to(&reply, peer);
-            }
+        let addr = fake_udp(move |id, q| {
+            log.lock().expect("log").push(q.name.clone());
+            let reply = if nx.contains(&q.name.as_str()) {
+                Builder::reply(id, 0x8583, &q.name, q.qtype, [0, 0, 0]).buf
+            } else if fail.contains(&q.name.as_str()) {
+                Builder::reply(id, 0x8182, &q.name, q.qtype, [0, 0, 0]).buf
+            } else if q.name == ok {
+                let mut b = Builder::reply(id, 0x8580, &q.name, q.qtype, [1, 0, 0]);
+                b.rr_ptr_owner(TYPE_SRV, 5, &srv_rdata(0, 100, 8000, "web-0.svc.example."));
+                b.buf
+            } else {
+                Builder::reply(id, 0x8185, &q.name, q.qtype, [0, 0, 0]).buf
+            };
+            vec![reply]
         });
         (addr, asked)
     }

@@ -217,7 +217,7 @@ fn random_id() -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::dns::wire::tests::{Builder, srv_rdata};
     use crate::dns::wire::{RData, TYPE_A, TYPE_SRV};
@@ -226,8 +226,10 @@ mod tests {
     const NAME: &str = "svc.example.";
 
     /// A fake server on a fresh loopback port that answers each query with what `respond`
-    /// builds from (id, question name), possibly several datagrams.
-    fn fake_udp(respond: impl Fn(u16, &str) -> Vec<Vec<u8>> + Send + 'static) -> SocketAddr {
+    /// builds from its id and question, possibly several datagrams.
+    pub(in crate::dns) fn fake_udp(
+        respond: impl Fn(u16, &Question) -> Vec<Vec<u8>> + Send + 'static,
+    ) -> SocketAddr {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let addr = sock.local_addr().expect("addr");
         thread::spawn(move || {
@@ -236,7 +238,7 @@ mod tests {
                 let Ok((h, q)) = wire::parse_head(&buf[..n]) else {
                     continue;
                 };
-                for reply in respond(h.id, &q.name) {
+                for reply in respond(h.id, &q) {
                     // The test client may have given up already; nothing to do about it.
                     let _ = sock.send_to(&reply, peer);
                 }
@@ -253,7 +255,8 @@ mod tests {
 
     #[test]
     fn mismatched_replies_are_ignored_until_the_right_one() {
-        let server = fake_udp(|id, qname| {
+        let server = fake_udp(|id, q| {
+            let qname = &q.name;
             let wrong_id = good_reply(id.wrapping_add(1), qname);
             let wrong_name = good_reply(id, "other.example.");
             let mut wrong_type = Builder::reply(id, 0x8580, qname, TYPE_A, [0, 0, 0]).buf;
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn only_mismatched_replies_time_out_within_the_deadline() {
-        let server = fake_udp(|id, qname| vec![good_reply(id ^ 0x5555, qname)]);
+        let server = fake_udp(|id, q| vec![good_reply(id ^ 0x5555, &q.name)]);
         let start = Instant::now();
         let deadline = start + Duration::from_millis(300);
         let err = exchange(server, NAME, TYPE_SRV, Duration::from_secs(5), deadline)
@@ -302,8 +305,8 @@ mod tests {
 
     #[test]
     fn malformed_answer_section_is_an_error_without_tc() {
-        let server = fake_udp(|id, qname| {
-            let mut r = good_reply(id, qname);
+        let server = fake_udp(|id, q| {
+            let mut r = good_reply(id, &q.name);
             r.truncate(r.len() - 3);
             vec![r]
         });

@@ -15,3 +15,8 @@ pub mod storage;
 pub mod sync;
 pub mod watchdog;
 pub mod workers;
+
+/// The integration tests' temporary folder, so the unit tests use the same one.
+#[cfg(test)]
+#[path = "../tests/support/temp_dir.rs"]
+mod temp_dir;

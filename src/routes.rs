@@ -234,6 +234,7 @@ fn not_found(path: &str) -> Reply {
 mod tests {
     use super::*;
     use crate::dns;
+    use crate::temp_dir::TempDir;
     use std::io::{Read, Seek, SeekFrom};
     use std::path::PathBuf;
 
@@ -272,22 +273,17 @@ mod tests {
         assert_eq!(route("GET", ""), Route::NotFound);
     }
 
-    fn storage(name: &str) -> (Storage, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "hello-stateful-routes-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir); // a leftover from an earlier run, if any
-        let path = dir.join("hello");
-        (
-            Storage::open(&path, Box::new(|why| panic!("fatal: {why}"))).unwrap(),
-            path,
-        )
+    /// A storage in a folder of its own, removed with the returned `TempDir`.
+    fn storage(name: &str) -> (Storage, PathBuf, TempDir) {
+        let dir = TempDir::new(name);
+        let path = dir.path().join("hello");
+        let storage = Storage::open(&path, Box::new(|why| panic!("fatal: {why}"))).unwrap();
+        (storage, path, dir)
     }
 
     #[test]
     fn store_appends_body_and_answers_greeting() {
-        let (storage, path) = storage("store");
+        let (storage, path, _dir) = storage("store");
         let reply = store(&storage, "hello from v2:pod-0", b"xxx".to_vec());
         assert_eq!(
             (reply.status, reply.body_text()),
@@ -298,7 +294,7 @@ mod tests {
 
     #[test]
     fn empty_body_appends_greeting() {
-        let (storage, path) = storage("empty");
+        let (storage, path, _dir) = storage("empty");
         let reply = store(&storage, "hello from v2:pod-0", Vec::new());
         assert_eq!(reply.status, 200);
         assert_eq!(std::fs::read(&path).unwrap(), b"hello from v2:pod-0");
@@ -306,7 +302,7 @@ mod tests {
 
     #[test]
     fn store_after_close_appends_nothing() {
-        let (storage, path) = storage("closed");
+        let (storage, path, _dir) = storage("closed");
         storage.close();
         let reply = store(&storage, "hello from v2:pod-0", b"late".to_vec());
         assert_eq!(reply.status, 503);
@@ -319,7 +315,7 @@ mod tests {
 
     #[test]
     fn data_streams_only_the_durable_part() {
-        let (storage, path) = storage("data");
+        let (storage, path, _dir) = storage("data");
         storage.append(b"abc".to_vec()).unwrap();
         // Bytes past the durable length (as if a write were under way) are not shown.
         let mut file = std::fs::OpenOptions::new()
@@ -334,7 +330,7 @@ mod tests {
 
     #[test]
     fn readiness_follows_shutdown_and_storage() {
-        let (storage, _) = storage("ready");
+        let (storage, _, _dir) = storage("ready");
         assert_eq!(readyz(&storage, false).status, 200);
         assert_eq!(readyz(&storage, true).status, 503);
         storage.close();

@@ -562,16 +562,7 @@ fn current_gid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "hello-stateful-storage-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir); // a leftover from an earlier run, if any
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::temp_dir::TempDir;
 
     fn open(path: &Path) -> Storage {
         Storage::open(path, Box::new(|why| panic!("fatal: {why}"))).unwrap()
@@ -579,7 +570,8 @@ mod tests {
 
     #[test]
     fn appends_are_durable_and_in_order() {
-        let path = temp_dir("order").join("hello");
+        let dir = TempDir::new("order");
+        let path = dir.path().join("hello");
         let storage = open(&path);
         storage.append(b"one".to_vec()).unwrap();
         storage.append(b"two".to_vec()).unwrap();
@@ -594,7 +586,8 @@ mod tests {
 
     #[test]
     fn creates_missing_directory_and_keeps_existing_data() {
-        let path = temp_dir("create").join("sub/dir/hello");
+        let dir = TempDir::new("create");
+        let path = dir.path().join("sub/dir/hello");
         open(&path).close();
         std::fs::write(&path, b"old").unwrap();
         let storage = open(&path);
@@ -605,7 +598,8 @@ mod tests {
 
     #[test]
     fn concurrent_records_never_interleave() {
-        let path = temp_dir("concurrent").join("hello");
+        let dir = TempDir::new("concurrent");
+        let path = dir.path().join("hello");
         let storage = Arc::new(open(&path));
         let threads: Vec<_> = (0..16u8)
             .map(|i| {
@@ -632,7 +626,8 @@ mod tests {
 
     #[test]
     fn second_server_on_the_same_file_is_refused() {
-        let path = temp_dir("lock").join("hello");
+        let dir = TempDir::new("lock");
+        let path = dir.path().join("hello");
         let _first = open(&path);
         let err = Storage::open(&path, Box::new(|_| {}))
             .err()
@@ -642,7 +637,8 @@ mod tests {
 
     #[test]
     fn deleted_file_is_created_again() {
-        let path = temp_dir("deleted").join("hello");
+        let dir = TempDir::new("deleted");
+        let path = dir.path().join("hello");
         let storage = open(&path);
         storage.append(b"before".to_vec()).unwrap();
         std::fs::remove_file(&path).unwrap();

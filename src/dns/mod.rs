@@ -134,6 +134,7 @@ fn ttl_duration(ttl: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::temp_dir::TempDir;
 
     fn assert_send_sync<T: Send + Sync>() {}
 
@@ -145,9 +146,8 @@ mod tests {
 
     #[test]
     fn resolv_conf_is_read_at_start_and_a_missing_one_means_this_host() {
-        let dir = std::env::temp_dir().join(format!("hs-dns-conf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("resolv.conf");
+        let dir = TempDir::new("resolv-conf");
+        let path = dir.path().join("resolv.conf");
         std::fs::write(&path, "nameserver 10.1.2.3\noptions ndots:5\n").expect("write");
         let resolver = Resolver::new(path.clone(), Duration::from_secs(2));
         assert_eq!(
@@ -158,7 +158,5 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         let resolver = Resolver::new(path, Duration::from_secs(2));
         assert_eq!(resolver.conf, Config::parse(""));
-        // Best effort: the temp dir is the OS's to clean if this fails.
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,7 +10,7 @@ mod support;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_records, pod_target};
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_records_at, pod_target};
 use support::hostname;
 use support::server::{Options, Server, head};
 
@@ -51,7 +51,7 @@ impl Cluster {
             pods.iter()
                 .any(|(j, pod)| *j == i && matches!(pod, Pod::Unresolvable))
         };
-        let options = pod_records(&ordinals, port, |i| (!unresolvable(i)).then(|| ip(i)));
+        let options = pod_records_at(&ordinals, port, |i| (!unresolvable(i)).then(|| ip(i)));
         let dns = Dnsmasq::start(name, Ipv4Addr::new(127, 0, 55, test), &options)?;
         let resolv_conf = dns.write_resolv_conf(POD_SEARCH).display().to_string();
         let mut servers = Vec::new();

@@ -17,18 +17,13 @@ fn addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 53, n)
 }
 
-/// The Service's SRV records for pods `ordinals` on port 8000, with A records when `with_a`.
-fn records(ordinals: &[usize], with_a: bool) -> Vec<String> {
-    pod_records(ordinals, 8000, |i| with_a.then(|| pod_ip(i)))
-}
-
 fn resolver(resolv_conf: std::path::PathBuf) -> Resolver {
     Resolver::new(resolv_conf, Duration::from_millis(2000))
 }
 
 #[test]
 fn short_name_resolves_through_the_pod_search_list() {
-    let mut opts = records(&[0, 1, 2], true);
+    let mut opts = pod_records(&[0, 1, 2], true);
     opts.push("local-ttl=30".into());
     let Some(mut dns) = Dnsmasq::start(
         "short_name_resolves_through_the_pod_search_list",
@@ -64,7 +59,7 @@ fn targets_sort_naturally() {
     let Some(dns) = Dnsmasq::start(
         "targets_sort_naturally",
         addr(2),
-        &records(&[10, 2, 1], false),
+        &pod_records(&[10, 2, 1], false),
     ) else {
         return;
     };
@@ -79,7 +74,7 @@ fn unknown_service_is_no_such_host() {
     let Some(dns) = Dnsmasq::start(
         "unknown_service_is_no_such_host",
         addr(3),
-        &records(&[0], false),
+        &pod_records(&[0], false),
     ) else {
         return;
     };
@@ -165,7 +160,7 @@ fn seven_hundred_records_come_complete_over_tcp() {
     let Some(dns) = Dnsmasq::start(
         "seven_hundred_records_come_complete_over_tcp",
         addr(6),
-        &records(&(0..700).collect::<Vec<_>>(), false),
+        &pod_records(&(0..700).collect::<Vec<_>>(), false),
     ) else {
         return;
     };
@@ -188,7 +183,7 @@ fn more_than_one_message_of_records_is_listed_as_far_as_it_goes() {
     let Some(dns) = Dnsmasq::start(
         "more_than_one_message_of_records_is_listed_as_far_as_it_goes",
         addr(7),
-        &records(&(0..760).collect::<Vec<_>>(), false),
+        &pod_records(&(0..760).collect::<Vec<_>>(), false),
     ) else {
         return;
     };
@@ -275,7 +270,7 @@ fn replies_with_wrong_id_or_question_are_ignored() {
 #[test]
 fn answers_are_cached_for_their_ttl_then_looked_up_again() {
     let ttl = Duration::from_secs(3);
-    let mut opts = records(&[0, 1], false);
+    let mut opts = pod_records(&[0, 1], false);
     opts.push(format!("local-ttl={}", ttl.as_secs()));
     let Some(mut dns) = Dnsmasq::start(
         "answers_are_cached_for_their_ttl_then_looked_up_again",
@@ -312,7 +307,7 @@ fn next_server_answers_when_the_first_is_silent() {
     let Some(dns) = Dnsmasq::start(
         "next_server_answers_when_the_first_is_silent",
         addr(11),
-        &records(&[0], false),
+        &pod_records(&[0], false),
     ) else {
         return;
     };

@@ -8,17 +8,11 @@ mod support;
 
 use std::net::Ipv4Addr;
 
-use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_ip, pod_records, pod_target};
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_records, pod_target};
 use support::server::{Options, Server, head};
 
 fn addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 54, n)
-}
-
-/// The Service's SRV records for pods `ordinals` on port 8000, with A records when `with_a`,
-/// as CoreDNS has them.
-fn records(ordinals: &[usize], with_a: bool) -> Vec<String> {
-    pod_records(ordinals, 8000, |i| with_a.then(|| pod_ip(i)))
 }
 
 /// The server, with the pod's resolv.conf pointing at `dns`.
@@ -45,7 +39,7 @@ fn twelve_pods_are_listed_in_natural_order() {
     let Some(dns) = Dnsmasq::start(
         "twelve_pods_are_listed_in_natural_order",
         addr(1),
-        &records(&order, true),
+        &pod_records(&order, true),
     ) else {
         return;
     };
@@ -69,7 +63,7 @@ fn the_seeds_three_pods_come_back_sorted() {
     let Some(dns) = Dnsmasq::start(
         "the_seeds_three_pods_come_back_sorted",
         addr(2),
-        &records(&[2, 1, 0], true),
+        &pod_records(&[2, 1, 0], true),
     ) else {
         return;
     };
@@ -90,7 +84,7 @@ fn head_get_sends_the_headers_and_no_body() {
     let Some(dns) = Dnsmasq::start(
         "head_get_sends_the_headers_and_no_body",
         addr(3),
-        &records(&[0, 1, 2], true),
+        &pod_records(&[0, 1, 2], true),
     ) else {
         return;
     };
@@ -131,7 +125,7 @@ fn seven_hundred_pods_come_back_whole_over_tcp() {
     let Some(dns) = Dnsmasq::start(
         "seven_hundred_pods_come_back_whole_over_tcp",
         addr(5),
-        &records(&indexes, false),
+        &pod_records(&indexes, false),
     ) else {
         return;
     };

@@ -40,11 +40,17 @@ pub fn pod_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 244, 0, i as u8 + 1)
 }
 
+/// dnsmasq options for the headless Service with pods `ordinals` on port 8000, with A records
+/// at [`pod_ip`] when `with_a`, as CoreDNS has them.
+pub fn pod_records(ordinals: &[usize], with_a: bool) -> Vec<String> {
+    pod_records_at(ordinals, 8000, |i| with_a.then(|| pod_ip(i)))
+}
+
 /// dnsmasq options for the headless Service: one SRV record per pod in `ordinals` (in that
 /// order, which is the order dnsmasq answers in) at `port`, weighted as Kubernetes does
 /// (`floor(100/n)`), and an A record for each pod that `address` gives one. The zone is served
 /// as its authority, so names outside the records are NXDOMAIN rather than forwarded.
-pub fn pod_records(
+pub fn pod_records_at(
     ordinals: &[usize],
     port: u16,
     address: impl Fn(usize) -> Option<Ipv4Addr>,

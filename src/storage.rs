@@ -131,14 +131,11 @@ struct Pending {
 impl Storage {
     /// Opens (creating if missing) the data file and starts its writer thread.
     pub fn open(path: &Path, on_fatal: OnFatal) -> Result<Storage, OpenError> {
-        let file = open_data_file(path).map_err(|error| OpenError {
+        let open_error = |error| OpenError {
             path: path.to_path_buf(),
             error,
-        })?;
-        let (len, marked) = cut_unsynced_tail(path, &file).map_err(|error| OpenError {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        };
+        let (file, len, marked) = open_data_file(path).map_err(open_error)?;
         let state = Arc::new(FileState {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
@@ -156,10 +153,7 @@ impl Storage {
         let handle = thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run())
-            .map_err(|error| OpenError {
-                path: path.to_path_buf(),
-                error,
-            })?;
+            .map_err(open_error)?;
         Ok(Storage {
             state,
             writer: Mutex::new(Some(handle)),
@@ -351,13 +345,7 @@ impl Writer {
             "data file {} was deleted while in use; creating it again",
             self.state.path.display()
         );
-        let file = open_data_file(&self.state.path).map_err(|e| {
-            format!(
-                "re-create deleted data file {}: {e}",
-                self.state.path.display()
-            )
-        })?;
-        let (len, marked) = cut_unsynced_tail(&self.state.path, &file).map_err(|e| {
+        let (file, len, marked) = open_data_file(&self.state.path).map_err(|e| {
             format!(
                 "re-create deleted data file {}: {e}",
                 self.state.path.display()
@@ -396,10 +384,12 @@ fn answer(record: Pending, result: Result<(), AppendError>) {
     let _ = record.done.send(result);
 }
 
-/// Opens the data file for writing, creating it and its directory if missing. A new file's
-/// directory is synced so the file itself survives a crash, not only its contents. An
-/// exclusive lock keeps a second server from writing the same file at its own offsets.
-fn open_data_file(path: &Path) -> io::Result<File> {
+/// Opens the data file for writing, creating it and its directory if missing, and cuts what
+/// the last sync did not cover ([`cut_unsynced_tail`]): the file, its length, and whether the
+/// volume keeps the mark. A new file's directory is synced so the file itself survives a
+/// crash, not only its contents. An exclusive lock keeps a second server from writing the
+/// same file at its own offsets.
+fn open_data_file(path: &Path) -> io::Result<(File, u64, bool)> {
     let dir = dir_of(path);
     if !dir.exists() {
         std::fs::create_dir_all(&dir)?;
@@ -415,7 +405,8 @@ fn open_data_file(path: &Path) -> io::Result<File> {
     if !existed {
         File::open(&dir)?.sync_all()?;
     }
-    Ok(file)
+    let (len, marked) = cut_unsynced_tail(path, &file)?;
+    Ok((file, len, marked))
 }
 
 /// Moves bytes past the length the last sync covered ([`SYNCED_LEN`]) to `<name>.unacknowledged`

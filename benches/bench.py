@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Measures hello-stateful against the targets of issue 5 and writes a markdown table.
+"""Measures hello-stateful against its targets and writes a markdown table.
+
+The targets: `/store` (64 B bodies, 32 connections) 25,000 req/s, `/get` 30,000 req/s, RSS 2 MiB
+idle and 16 MiB at 256 connections, 1 MiB for the static binary and for the image, start-up under
+10 ms, SIGTERM to exit under 100 ms.
 
 Every measurement starts a fresh server on 127.0.0.1 with its own data file, so the runs do not
 share state. Load comes from wrk (one process, on the same machine as the server). Records per

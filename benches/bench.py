@@ -319,6 +319,8 @@ def image_size(repo):
 
 
 def disk_of(path):
+    """The file system type of `path` and whether its disk is rotational: what matters for the
+    numbers, without the device name or path (RESULTS.md is committed)."""
     out = subprocess.run(["df", "-T", path], capture_output=True, text=True).stdout.splitlines()[-1].split()
     dev, fstype = out[0], out[1]
     name = os.path.basename(os.path.realpath(dev))
@@ -328,7 +330,7 @@ def disk_of(path):
         if os.path.exists(p):
             rotational = "rotational" if open(p).read().strip() == "1" else "non-rotational"
             break
-    return f"{dev} ({fstype}, {rotational})"
+    return f"{fstype}, {rotational}"
 
 
 def mark(ok):
@@ -346,8 +348,8 @@ def main():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     secs = args.seconds
     # The data files live next to the repository, on the disk a developer's `make run` uses.
-    workdir = tempfile.mkdtemp(prefix="bench-", dir=os.path.join(repo, "target")
-                               if os.path.isdir(os.path.join(repo, "target")) else None)
+    under_target = os.path.isdir(os.path.join(repo, "target"))
+    workdir = tempfile.mkdtemp(prefix="bench-", dir=os.path.join(repo, "target") if under_target else None)
     load_before = os.getloadavg()
     disk = disk_of(workdir)
     rows = []  # (what, value, target, met-or-None)
@@ -463,7 +465,9 @@ def main():
     lines.append("## Machine\n")
     lines.append(f"- CPU: {os.cpu_count()} cores ({cpu_model()})")
     lines.append(f"- kernel: {platform.release()}")
-    lines.append(f"- data files: {disk}, in `{os.path.dirname(workdir)}`")
+    where = ("a temporary directory under the build output (`target/`)" if under_target
+             else "the system's temporary directory")
+    lines.append(f"- data files: {disk}, in {where}")
     lines.append(f"- load average before / after: {fmt_load(load_before)} / {fmt_load(load_after)}"
                  " (wrk runs on the same machine as the server)")
     lines.append(f"- server: `{os.path.relpath(args.bin, repo)}` (glibc release build) unless marked musl\n")

@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Measures hello-stateful against the targets of issue 5 and writes a markdown table.
+"""Measures hello-stateful against its targets and writes a markdown table.
+
+The targets: `/store` (64 B bodies, 32 connections) 25,000 req/s, `/get` 30,000 req/s, RSS 2 MiB
+idle and 16 MiB at 256 connections, 1 MiB for the static binary and for the image, start-up under
+10 ms, SIGTERM to exit under 100 ms.
 
 Every measurement starts a fresh server on 127.0.0.1 with its own data file, so the runs do not
 share state. Load comes from wrk (one process, on the same machine as the server). Records per
@@ -14,6 +18,7 @@ import argparse
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -40,20 +45,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def healthz_ok(port, timeout=0.5):
-    """One GET /healthz on a fresh connection; True on a 200."""
+def healthz_ok(port, timeout=0.5, answer=b"HTTP/1.1 200"):
+    """One GET /healthz on a fresh connection; True when the reply starts with `answer` (a 200;
+    the seed's Go program has no /healthz, and any HTTP answer says it is up)."""
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            return s.recv(64).startswith(b"HTTP/1.1 200")
+            return s.recv(64).startswith(answer)
     except OSError:
         return False
 
 
 class Server:
-    """A server process on a free port with a fresh data file in `workdir`."""
+    """A server process on a free port with a fresh data file in `workdir`; `wrap` is a command
+    that execs the binary given as its last argument (the seed's mount namespace), `ready` what
+    the answer to GET /healthz starts with once the server is up."""
 
-    def __init__(self, binary, workdir, env=None, trace=True):
+    def __init__(self, binary, workdir, env=None, trace=True, wrap=(), ready=b"HTTP/1.1 200"):
         self.port = free_port()
         self.data = os.path.join(workdir, f"data-{self.port}")
         self.log_path = os.path.join(workdir, f"log-{self.port}")
@@ -66,9 +74,9 @@ class Server:
         e.update(env or {})
         self.log_file = open(self.log_path, "wb")
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([binary], env=e, stdout=self.log_file, stderr=self.log_file)
+        self.proc = subprocess.Popen([*wrap, binary], env=e, stdout=self.log_file, stderr=self.log_file)
         deadline = time.monotonic() + 10
-        while not healthz_ok(self.port):
+        while not healthz_ok(self.port, answer=ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start; log: {open(self.log_path).read()}")
             time.sleep(0.005)
@@ -85,6 +93,12 @@ class Server:
                     key, value = line.split(":")
                     out[key] = int(value.split()[0])
         return out
+
+    def log_lines(self):
+        """The number of lines the server has logged so far."""
+        self.log_file.flush()
+        with open(self.log_path, "rb") as f:
+            return sum(1 for _ in f)
 
     def syncs(self):
         """(fsync calls, records they covered) from the trace log."""
@@ -315,6 +329,8 @@ def image_size(repo):
 
 
 def disk_of(path):
+    """The file system type of `path` and whether its disk is rotational: what matters for the
+    numbers, without the device name or path (RESULTS.md is committed)."""
     out = subprocess.run(["df", "-T", path], capture_output=True, text=True).stdout.splitlines()[-1].split()
     dev, fstype = out[0], out[1]
     name = os.path.basename(os.path.realpath(dev))
@@ -324,7 +340,149 @@ def disk_of(path):
         if os.path.exists(p):
             rotational = "rotational" if open(p).read().strip() == "1" else "non-rotational"
             break
-    return f"{dev} ({fstype}, {rotational})"
+    return f"{fstype}, {rotational}"
+
+
+# What a pod's cluster DNS answers with: CoreDNS's kubernetes plugin gives its records a 5 s TTL
+# by default. The seed looks the Service up on every /get whatever the TTL; ours caches for it.
+SEED_DNS_TTL = 5
+STORE_RATIO_TARGET, GET_RATIO_TARGET = 1.0, 2.0
+
+
+def pod_resolv_conf(workdir):
+    """A pod's resolv.conf pointing at this bench's dnsmasq; returns its path."""
+    path = os.path.join(workdir, "resolv.conf")
+    with open(path, "w") as f:
+        f.write(f"nameserver {DNS_ADDR}\nsearch default.svc.cluster.local svc.cluster.local "
+                "cluster.local\noptions ndots:5\n")
+    return path
+
+
+SEED_NAMESPACE = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                  'mount --bind "$1" /etc/resolv.conf && exec "$2"', "sh"]
+
+
+def seed_namespace(resolv):
+    """A command that runs its last argument with `resolv` as its /etc/resolv.conf. Go's own
+    resolver reads that path and nothing else (no variable names another file), so the seed's /get
+    sees the bench's dnsmasq and the pod's search list only in a private mount namespace with
+    `resolv` bind-mounted over /etc/resolv.conf; the rest of the machine keeps its own. The
+    resolver, its search list and ndots logic stay Go's, and the program the seed's: a cgo build
+    would swap in glibc's resolver, and a changed lookup would no longer be the seed's.
+    `unshare` execs (no fork) and sh execs the binary, so the process started is the seed's.
+    Needs root (None without it, or without unshare), as the bench's dnsmasq on port 53 does."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return None
+    return SEED_NAMESPACE + [resolv]
+
+
+def side_by_side(ours, seed, workdir, path, secs, pairs, script=None, ours_env=None, seed_wrap=()):
+    """`pairs` pairs of runs of the same wrk command at 32 connections, ours then the seed's
+    (A B A B ...), each against a fresh server and data file. Returns [(ours, seed)] of wrk
+    results; the seed's also count the lines it logged, one per failed request (a failed open or
+    lookup: a failed LookupSRV still answers 200, with no records)."""
+    out = []
+    for i in range(pairs):
+        pair = []
+        for name, binary, env, wrap, ready in (("hello-stateful", ours, ours_env, (), b"HTTP/1.1 200"),
+                                               ("seed", seed, None, seed_wrap, b"HTTP/1.1 ")):
+            server = Server(binary, workdir, env=env, trace=False, wrap=wrap, ready=ready)
+            r = wrk(server.url(path), 32, secs, script)
+            r["logged"] = server.log_lines()
+            server.stop()
+            log(f"bench: {path} pair {i + 1} {name}: {r['rps']:,.0f} req/s")
+            pair.append(r)
+        out.append(tuple(pair))
+    return out
+
+
+def versus_seed(args, workdir, script, cmds):
+    """The side-by-side runs: /store 64 B, then /get through a dnsmasq with the Service's
+    records. Returns {endpoint: pairs, or a reason it was not measured}."""
+    secs, pairs = args.seconds, args.pairs
+    results = {"/store 64 B": side_by_side(args.musl_bin, args.seed_bin, workdir, "/store", secs,
+                                           pairs, script)}
+    resolv = pod_resolv_conf(workdir)
+    wrap = seed_namespace(resolv)
+    if wrap is None:
+        reason = ("needs root (the seed's /get resolves through a resolv.conf bind-mounted in a "
+                  "private mount namespace)")
+        log(f"SKIPPED: /get side by side with the seed: {reason}")
+        results["/get"] = reason
+        return results
+    dns, dns_cmd = start_dnsmasq(SEED_DNS_TTL)
+    try:
+        results["/get"] = side_by_side(args.musl_bin, args.seed_bin, workdir, "/get", secs, pairs,
+                                       ours_env={"RESOLV_CONF": resolv}, seed_wrap=wrap)
+    finally:
+        dns.terminate()
+        dns.wait()
+    cmds.append(dns_cmd)
+    cmds.append(shlex.join(SEED_NAMESPACE + ["resolv.conf", "target/go/hello-stateful-seed"]))
+    return results
+
+
+def go_version(binary):
+    """The Go release a binary was built with (`go version FILE` prints `FILE: go1.N.M`)."""
+    r = subprocess.run(["go", "version", binary], capture_output=True, text=True)
+    return r.stdout.split()[-1] if r.returncode == 0 and r.stdout.split() else "Go of unknown version"
+
+
+def seed_lines(results, args):
+    """The side-by-side section of RESULTS.md: per pair each side's req/s and latency and the
+    ratio, then the median ratio next to its target."""
+    lines = ["## Side by side with the seed's Go program\n",
+             f"The same wrk command for both servers (`wrk -t2 -c32 -d{args.seconds}s --latency --timeout 2s`, "
+             "with the 64 B POST script for `/store`), alternating: hello-stateful, then the seed's "
+             f"program, {args.pairs} pairs, each run against a fresh server and data file. "
+             "hello-stateful is the static musl build that ships and answers each `/store` after an "
+             "fsync covers it; the seed (benches/seed: the notes' program with its missing `fmt` import "
+             "added and its address and data file overridable, "
+             f"{go_version(args.seed_bin)}, `CGO_ENABLED=0`) appends without syncing and looks the "
+             "Service up on every `/get`. For `/get` both resolve through the same dnsmasq "
+             f"(TTL {SEED_DNS_TTL} s, what CoreDNS gives a headless Service's records) with a pod's "
+             "search list and `ndots:5`: hello-stateful reads that resolv.conf from `RESOLV_CONF`; the "
+             "seed, since Go's resolver reads only /etc/resolv.conf, runs in a private mount namespace "
+             f"with the file bind-mounted there (`{shlex.join(SEED_NAMESPACE)} resolv.conf SEED`). The ratio is hello-stateful's req/s over the seed's.\n",
+             "| endpoint | pair | hello-stateful req/s | p50 / p99 | seed req/s | p50 / p99 | ratio | problems |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    summary = []
+    for endpoint, target in (("/store 64 B", STORE_RATIO_TARGET), ("/get", GET_RATIO_TARGET)):
+        pairs = results[endpoint]
+        if isinstance(pairs, str):
+            lines.append(f"| {endpoint} | | not measured: {pairs} | | | | | |")
+            summary.append(f"{endpoint}: not measured ({pairs})")
+            continue
+        ratios = []
+        for i, (ours, seed) in enumerate(pairs, 1):
+            ratio = ours["rps"] / seed["rps"] if seed["rps"] else float("inf")
+            ratios.append(ratio)
+            lines.append(f"| {endpoint} | {i} | {ours['rps']:,.0f} | {fmt_ms(ours['p50'])} / {fmt_ms(ours['p99'])} | "
+                         f"{seed['rps']:,.0f} | {fmt_ms(seed['p50'])} / {fmt_ms(seed['p99'])} | {ratio:.2f}x | "
+                         f"{problems(ours, seed)} |")
+        median = statistics.median(ratios)
+        verdict = f"≥ {target:.1f}x: {mark(median >= target)}"
+        lines.append(f"| {endpoint} | median | | | | | **{median:.2f}x** | target {verdict} |")
+        summary.append(f"{endpoint}: median {median:.2f}x (pairs {', '.join(f'{r:.2f}x' for r in ratios)}), "
+                       f"target {verdict}")
+    lines.append("\nSummary: " + "; ".join(summary) + ".")
+    return lines
+
+
+def problems(ours, seed):
+    """What makes a pair's ratio suspect: error answers, socket errors, unserved connections, and
+    the seed's logged failures (answered 200 all the same)."""
+    out = []
+    for name, r in (("hello-stateful", ours), ("seed", seed)):
+        if r["non2xx"]:
+            out.append(f"{name}: {r['non2xx']} non-2xx")
+        if r["errors"] != "none":
+            out.append(f"{name}: socket errors {r['errors']}")
+        if r["starved"]:
+            out.append(f"{name}: {r['starved']} connections never served")
+    if seed["logged"]:
+        out.append(f"seed: {seed['logged']} failures logged")
+    return "; ".join(out) or "none"
 
 
 def mark(ok):
@@ -338,12 +496,19 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "4")))
     ap.add_argument("--no-image", action="store_true")
+    ap.add_argument("--seed-bin", required=True, help="the seed's Go program (benches/seed)")
+    ap.add_argument("--pairs", type=int, default=int(os.environ.get("BENCH_PAIRS", "3")),
+                    help="side-by-side pairs per endpoint (at least 3; BENCH_PAIRS)")
+    ap.add_argument("--seed-only", action="store_true",
+                    help="only the side-by-side runs, printed; RESULTS.md is left as it is")
     args = ap.parse_args()
+    if args.pairs < 3:
+        ap.error("--pairs: at least 3, for a median that one odd run cannot move")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     secs = args.seconds
     # The data files live next to the repository, on the disk a developer's `make run` uses.
-    workdir = tempfile.mkdtemp(prefix="bench-", dir=os.path.join(repo, "target")
-                               if os.path.isdir(os.path.join(repo, "target")) else None)
+    under_target = os.path.isdir(os.path.join(repo, "target"))
+    workdir = tempfile.mkdtemp(prefix="bench-", dir=os.path.join(repo, "target") if under_target else None)
     load_before = os.getloadavg()
     disk = disk_of(workdir)
     rows = []  # (what, value, target, met-or-None)
@@ -360,6 +525,9 @@ def main():
 
     try:
         scripts = {64: post_script(workdir, 64), 4096: post_script(workdir, 4096)}
+        if args.seed_only:
+            print("\n".join(seed_lines(versus_seed(args, workdir, scripts[64], cmds), args)))
+            return
         peak_256 = 0
         for label, binary in (("glibc", args.bin),):
             for size in (64, 4096):
@@ -399,10 +567,7 @@ def main():
 
         # /get against a local dnsmasq: cached (TTL 60 s) and uncached (TTL 0: every request
         # is a DNS exchange).
-        resolv = os.path.join(workdir, "resolv.conf")
-        with open(resolv, "w") as f:
-            f.write(f"nameserver {DNS_ADDR}\nsearch default.svc.cluster.local svc.cluster.local "
-                    "cluster.local\noptions ndots:5\n")
+        resolv = pod_resolv_conf(workdir)
         get_rows = []
         for label, ttl in (("cached (TTL 60 s)", 60), ("uncached (TTL 0)", 0)):
             dns, dns_cmd = start_dnsmasq(ttl)
@@ -418,6 +583,10 @@ def main():
             get_rows.append((label, r))
             cmds.append(dns_cmd)
             cmds.append(r["cmd"].replace(server.url("/get"), "http://127.0.0.1:PORT/get"))
+
+        # The ratio targets: the same loads side by side with the seed's Go program.
+        log("bench: side by side with the seed's Go program")
+        seed_results = versus_seed(args, workdir, scripts[64], cmds)
 
         # Memory: idle RSS one second after start-up.
         server = Server(args.bin, workdir, trace=False)
@@ -459,7 +628,9 @@ def main():
     lines.append("## Machine\n")
     lines.append(f"- CPU: {os.cpu_count()} cores ({cpu_model()})")
     lines.append(f"- kernel: {platform.release()}")
-    lines.append(f"- data files: {disk}, in `{os.path.dirname(workdir)}`")
+    where = ("a temporary directory under the build output (`target/`)" if under_target
+             else "the system's temporary directory")
+    lines.append(f"- data files: {disk}, in {where}")
     lines.append(f"- load average before / after: {fmt_load(load_before)} / {fmt_load(load_after)}"
                  " (wrk runs on the same machine as the server)")
     lines.append(f"- server: `{os.path.relpath(args.bin, repo)}` (glibc release build) unless marked musl\n")
@@ -482,6 +653,8 @@ def main():
     for label, r in get_rows:
         lines.append(f"| {label} | {r['rps']:,.0f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | "
                      f"{r['non2xx']} | ≥ 30,000 req/s: {mark(r['rps'] >= 30000)} |")
+    lines.append("")
+    lines.extend(seed_lines(seed_results, args))
     lines.append("\n## Size, memory, start-up, shutdown\n")
     lines.append("| measure | value | target |")
     lines.append("|---|---:|---|")
@@ -516,6 +689,12 @@ def main():
         "- **Memory.** The glibc build's RSS (idle and at 256 connections) is glibc malloc's per-thread "
         "arenas; the static musl build that ships meets both memory targets.")
     lines.append(
+        "- **Side by side.** The seed's program shares the machine with wrk exactly as hello-stateful "
+        "does, and for `/get` also with dnsmasq, which answers one query per seed request (its "
+        "lookups are not cached) and far fewer of hello-stateful's (cached for the TTL). The pairs "
+        "alternate so that a change of load on the machine during the run reaches both sides; the "
+        "spread of the ratios between pairs is the noise of the comparison.")
+    lines.append(
         "- **Load.** wrk runs on the same 2 cores as the server; the load average above says how busy "
         "the machine was besides.")
     lines.append("\n## Commands\n")
@@ -526,6 +705,9 @@ def main():
     lines.extend(dict.fromkeys(cmds))
     lines.append("```\n")
     lines.append(f"- image: {img_note}")
+    lines.append(f"- seed: `cd benches/seed && CGO_ENABLED=0 GOPROXY=off go build -trimpath` "
+                 f"({go_version(args.seed_bin)}; GOCACHE and GOPATH under `target/go`), started with "
+                 "`LISTEN_ADDR` and `DATA_FILE` set as for hello-stateful")
     lines.append("- start-up: Python `subprocess.Popen` of the binary, then `GET /healthz` on a fresh "
                  "connection in a loop until a 200 (time from just before the fork to that 200)")
     lines.append("- shutdown: `kill -TERM`, then time until `waitpid` returns; under load: wrk -t2 -c256 "

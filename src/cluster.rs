@@ -1,74 +1,63 @@
 //! `/cluster`: every peer's data, fetched from each peer's `/data` in parallel, each within its
-//! own timeout, as Kubernetes in Action's `kubia-pet-peers` does.
+//! own timeout, as Kubernetes in Action's `kubia-pet-peers` does. What it finds is plain data
+//! ([`Peer`]); `routes.rs` renders it.
 //!
 //! Peers are the SRV records of the same lookup as `/get`, asked at the port each record gives.
 //! Only `/data` is ever asked, so a `/cluster` never fans out further. Fetches run on threads of
 //! their own, at most [`MAX_FETCHES`] at once across all requests, so a dead or slow peer costs
 //! its own timeout and nothing else, and never touches the writing of data. A request never
-//! waits for those slots past its own time bound: a peer it cannot ask in time gets an error
-//! line.
+//! waits for a free fetch past its own time bound: a peer it cannot ask in time gets an error
+//! instead of its data.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::dns::{Resolver, Srv};
-use crate::routes::Reply;
+use crate::deadline::{DeadlineStream, is_timeout};
+use crate::decimal::parse_decimal;
+use crate::dns::{LookupError, Resolver, Srv};
+use crate::sync::{lock, wait_timeout};
 
-/// How much of each peer's data is shown: its last 4 KiB, so a large file cannot bloat the page.
+/// How much of each peer's data is kept: its last 4 KiB, so a large file cannot bloat the page.
 pub const SHOWN_BYTES: usize = 4096;
 /// Peer fetches running at once, over all `/cluster` requests.
 pub const MAX_FETCHES: usize = 64;
 /// Largest response header accepted from a peer.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// The `/cluster` page, or 503 if the lookup fails.
-pub fn cluster(
-    resolver: &Arc<Resolver>,
-    service: &str,
-    hostname: &str,
-    peer_timeout: Duration,
-) -> Reply {
-    let answer = match resolver.lookup_srv(service) {
-        Ok(answer) => answer,
-        Err(e) => {
-            log::warn!("{e}");
-            return Reply::error(503, e);
-        }
-    };
-    let results = fetch_all(resolver, &answer.records, peer_timeout, &FETCHES);
-    let mut page = format!("You've hit {hostname}\nData stored in the cluster:\n").into_bytes();
-    for (record, result) in answer.records.iter().zip(results) {
-        page.extend_from_slice(format!("- {}: ", record.target).as_bytes());
-        match result {
-            Ok(data) => page.extend_from_slice(&data.shown()),
-            Err(e) => page.extend_from_slice(format!("error: {e}").as_bytes()),
-        }
-        page.push(b'\n');
-    }
-    Reply::text(200, page)
+/// One peer as `/cluster` found it: its SRV record, and its data or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub record: Srv,
+    /// The peer's data, or one line saying why it could not be had.
+    pub data: Result<PeerData, String>,
 }
 
 /// The tail of a peer's data and its full length.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerData {
     pub total: u64,
+    /// The last [`SHOWN_BYTES`] at most: all of it when `tail.len() == total`.
     pub tail: Vec<u8>,
 }
 
-impl PeerData {
-    /// The data as shown on the page: whole, or its tail with the cap said in front.
-    fn shown(&self) -> Vec<u8> {
-        if self.total as usize <= self.tail.len() {
-            return self.tail.clone();
-        }
-        let mut out = format!("(last {} of {} bytes) ", self.tail.len(), self.total).into_bytes();
-        out.extend_from_slice(&self.tail);
-        out
-    }
+/// Looks `service` up as `/get` does and fetches every peer's `/data`: one [`Peer`] per SRV
+/// record, in `/get`'s order, or the lookup's error.
+pub fn survey(
+    resolver: &Arc<Resolver>,
+    service: &str,
+    peer_timeout: Duration,
+) -> Result<Vec<Peer>, LookupError> {
+    let answer = resolver.lookup_srv(service)?;
+    let results = fetch_all(resolver, &answer.records, peer_timeout, &FETCHES);
+    let records = answer.records.iter().cloned();
+    Ok(records
+        .zip(results)
+        .map(|(record, data)| Peer { record, data })
+        .collect())
 }
 
 /// Fetches every peer at once (within [`MAX_FETCHES`]); each result is in by its deadline.
@@ -76,11 +65,11 @@ fn fetch_all(
     resolver: &Arc<Resolver>,
     peers: &[Srv],
     timeout: Duration,
-    slots: &'static Slots,
+    fetches: &'static Semaphore,
 ) -> Vec<Result<PeerData, String>> {
     let mut results: Vec<Option<Result<PeerData, String>>> = peers.iter().map(|_| None).collect();
-    // Fetches start in waves of at most MAX_FETCHES, and other requests' fetches hold slots
-    // too. A peer that finds no slot by the end of the waves its own request needs is
+    // Fetches start in waves of at most MAX_FETCHES, and other requests' fetches hold permits
+    // too. A peer that gets no permit by the end of the waves its own request needs is
     // reported instead of waited for, so the page never waits more than `waves + 1`
     // timeouts, however busy the server is.
     let waves = peers.len().div_ceil(MAX_FETCHES).max(1) as u32;
@@ -88,13 +77,13 @@ fn fetch_all(
     let mut last_deadline = Instant::now();
     let (tx, rx) = mpsc::channel();
     for (i, peer) in peers.iter().enumerate() {
-        let Some(slot) = slots.acquire_until(start_by) else {
+        let Some(permit) = fetches.acquire_until(start_by) else {
             results[i] = Some(Err(format!(
                 "not asked: {MAX_FETCHES} peer fetches already running"
             )));
             continue;
         };
-        // Each peer's clock starts when its fetch can start, so waiting for a slot costs no
+        // Each peer's clock starts when its fetch can start, so waiting for a permit costs no
         // peer its time.
         let deadline = Instant::now() + timeout;
         last_deadline = deadline;
@@ -105,11 +94,11 @@ fn fetch_all(
             .stack_size(128 * 1024)
             .spawn(move || {
                 let result = fetch(&resolver, &target, port, deadline, timeout);
-                drop(slot);
+                drop(permit);
                 // The page may have been sent already if this peer was too slow; nobody listens then.
                 let _ = peer_tx.send((i, result));
             });
-        // The slot went with the closure, which is dropped when the thread cannot start.
+        // The permit went with the closure, which is dropped when the thread cannot start.
         if let Err(e) = spawned {
             results[i] = Some(Err(format!("cannot start a fetch: {e}")));
         }
@@ -136,43 +125,40 @@ fn fetch_all(
 const REPORT_GRACE: Duration = Duration::from_millis(100);
 
 /// A counting semaphore: std has none.
-struct Slots {
+struct Semaphore {
     free: Mutex<usize>,
     freed: Condvar,
 }
 
-static FETCHES: Slots = Slots::new(MAX_FETCHES);
+static FETCHES: Semaphore = Semaphore::new(MAX_FETCHES);
 
-impl Slots {
-    const fn new(n: usize) -> Slots {
-        Slots {
-            free: Mutex::new(n),
+impl Semaphore {
+    const fn new(permits: usize) -> Semaphore {
+        Semaphore {
+            free: Mutex::new(permits),
             freed: Condvar::new(),
         }
     }
 
-    /// Takes a slot, waiting for one until `deadline`; None if none came free by then. The
-    /// slot is given back when dropped, so a fetch that panics cannot keep it for good.
-    fn acquire_until(&self, deadline: Instant) -> Option<Slot<'_>> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+    /// Takes a permit, waiting for one until `deadline`; None if none came free by then. The
+    /// permit is given back when dropped, so a fetch that panics cannot keep it for good.
+    fn acquire_until(&self, deadline: Instant) -> Option<Permit<'_>> {
+        let mut free = lock(&self.free);
         while *free == 0 {
             let left = deadline.checked_duration_since(Instant::now())?;
-            free = match self.freed.wait_timeout(free, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            free = wait_timeout(&self.freed, free, left).0;
         }
         *free -= 1;
-        Some(Slot(self))
+        Some(Permit(self))
     }
 }
 
-/// One taken slot of [`Slots`].
-struct Slot<'a>(&'a Slots);
+/// One taken permit of a [`Semaphore`].
+struct Permit<'a>(&'a Semaphore);
 
-impl Drop for Slot<'_> {
+impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        *lock(&self.0.free) += 1;
         self.0.freed.notify_one();
     }
 }
@@ -201,63 +187,30 @@ pub fn fetch(
 
 /// GET `/data` from `addr`, all of it by `deadline`; `host` goes in the `Host` header.
 fn get_data(addr: SocketAddr, host: &str, deadline: Instant) -> Result<PeerData, io::Error> {
-    let left = remaining(deadline)?;
-    let mut stream = TcpStream::connect_timeout(&addr, left)?;
+    let mut stream = DeadlineStream::connect(addr, deadline)?;
     // HTTP/1.0 so the peer answers with a Content-Length (tiny_http only chunks for 1.1) and closes.
     let port = addr.port();
     let request =
         format!("GET /data HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: hello-stateful\r\n\r\n");
-    stream.set_write_timeout(Some(remaining(deadline)?))?;
     stream.write_all(request.as_bytes())?;
-    read_response(&mut DeadlineReader { stream, deadline })
-}
-
-/// The time left until `deadline`, or a timeout error if there is none.
-fn remaining(deadline: Instant) -> io::Result<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "timed out"))
+    read_response(&mut stream)
 }
 
 /// One line saying why a fetch failed: io errors without their `(os error N)` tail, and every
 /// kind of timeout worded the same.
 fn reason(e: io::Error, timeout: Duration) -> String {
-    match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => timed_out(timeout),
-        _ => {
-            let text = e.to_string();
-            let text = match text.find(" (os error ") {
-                Some(at) => &text[..at],
-                None => &text,
-            };
-            let mut chars = text.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_lowercase().chain(chars).collect()
-            })
-        }
+    if is_timeout(&e) {
+        return timed_out(timeout);
     }
-}
-
-/// Reads a socket, never past the deadline.
-struct DeadlineReader {
-    stream: TcpStream,
-    deadline: Instant,
-}
-
-impl Read for DeadlineReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            self.stream
-                .set_read_timeout(Some(remaining(self.deadline)?))?;
-            match self.stream.read(buf) {
-                // A socket with a receive timeout is not restarted after a signal handler
-                // (signal(7)), even with SA_RESTART: SIGTERM must not fail a fetch.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                read => return read,
-            }
-        }
-    }
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }
 
 fn invalid(why: String) -> io::Error {
@@ -292,7 +245,7 @@ fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
     let length: Option<u64> = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok());
+        .and_then(|(_, v)| parse_decimal(v.trim()).ok());
     let mut data = PeerData {
         total: 0,
         tail: Vec::new(),
@@ -335,16 +288,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_data_is_shown_whole() {
-        let data = PeerData {
-            total: 3,
-            tail: b"abc".to_vec(),
-        };
-        assert_eq!(data.shown(), b"abc");
-    }
-
-    #[test]
-    fn large_data_shows_its_tail_and_the_cap() {
+    fn only_the_tail_of_large_data_is_kept() {
         let mut data = PeerData {
             total: 0,
             tail: Vec::new(),
@@ -354,7 +298,6 @@ mod tests {
         assert_eq!(data.total, 5003);
         assert_eq!(data.tail.len(), SHOWN_BYTES);
         assert!(data.tail.ends_with(b"aEND"));
-        assert!(data.shown().starts_with(b"(last 4096 of 5003 bytes) aaa"));
     }
 
     fn parse(response: &[u8]) -> Result<PeerData, String> {
@@ -406,30 +349,24 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let err = get_data(addr, "peer", Instant::now() + Duration::from_millis(100)).unwrap_err();
-        assert!(
-            matches!(
-                err.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            ),
-            "{err}"
-        );
+        assert!(is_timeout(&err), "{err}");
     }
 
     #[test]
-    fn slots_are_waited_for_until_the_deadline_only() {
-        let slots = Slots::new(1);
-        let taken = slots.acquire_until(Instant::now());
+    fn permits_are_waited_for_until_the_deadline_only() {
+        let permits = Semaphore::new(1);
+        let taken = permits.acquire_until(Instant::now());
         assert!(taken.is_some());
         let deadline = Instant::now() + Duration::from_millis(20);
-        assert!(slots.acquire_until(deadline).is_none());
+        assert!(permits.acquire_until(deadline).is_none());
         assert!(Instant::now() >= deadline);
         drop(taken);
-        assert!(slots.acquire_until(Instant::now()).is_some());
+        assert!(permits.acquire_until(Instant::now()).is_some());
     }
 
     #[test]
-    fn a_peer_that_finds_no_free_slot_is_reported_not_waited_for() {
-        static ONE: Slots = Slots::new(1);
+    fn a_peer_that_gets_no_permit_is_reported_not_waited_for() {
+        static ONE: Semaphore = Semaphore::new(1);
         let _taken = ONE.acquire_until(Instant::now()).unwrap();
         // Never consulted: the peer is never fetched.
         let resolver = Arc::new(Resolver::new("/nonexistent".into(), Duration::from_secs(1)));

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::decimal::parse_decimal;
+use crate::dns::is_domain_name;
+
 /// The settings, each already checked. Built once in `main` and shared read-only.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -149,7 +152,9 @@ impl Config {
         }
 
         let service_name = value("SERVICE_NAME");
-        if !is_dns_name(&service_name) {
+        // The resolver's own rule, so a name taken here is one it will look up; the root alone
+        // is a domain name, but no Service's.
+        if service_name == "." || !is_domain_name(&service_name) {
             return Err(error(
                 "SERVICE_NAME",
                 service_name,
@@ -220,9 +225,10 @@ impl Config {
             listen_addr,
             data_file: PathBuf::from(data),
             service_name,
-            max_body_bytes,
-            lookup_timeout: Duration::from_millis(lookup_ms as u64),
-            peer_timeout: Duration::from_millis(peer_ms as u64),
+            // At most 2^30: fits a usize on every target.
+            max_body_bytes: max_body_bytes as usize,
+            lookup_timeout: Duration::from_millis(lookup_ms),
+            peer_timeout: Duration::from_millis(peer_ms),
             resolv_conf: PathBuf::from(resolv),
             memory_limit: memory_limit as u64,
             head_timeout,
@@ -250,28 +256,9 @@ pub fn help() -> String {
     text
 }
 
-/// Strict decimal: digits only (no sign, no spaces), within `min..=max`.
-fn number(text: &str, min: usize, max: usize) -> Option<usize> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok().filter(|n| (min..=max).contains(n))
-}
-
-/// RFC 1123 host name, optionally fully qualified with a trailing dot.
-fn is_dns_name(name: &str) -> bool {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+/// A strict decimal (digits only: no sign, no spaces) within `min..=max`.
+fn number(text: &str, min: u64, max: u64) -> Option<u64> {
+    parse_decimal(text).ok().filter(|n| (min..=max).contains(n))
 }
 
 /// env_logger's directive syntax, restricted to what it would not silently misread:
@@ -330,6 +317,8 @@ mod tests {
             ("DATA_FILE", "/etc/stateful/"),
             ("SERVICE_NAME", "bad name"),
             ("SERVICE_NAME", "-bad"),
+            ("SERVICE_NAME", "."),
+            ("SERVICE_NAME", "a..b"),
             ("MAX_BODY_BYTES", "0"),
             ("MAX_BODY_BYTES", "+5"),
             ("MAX_BODY_BYTES", "1MiB"),

@@ -30,6 +30,7 @@ use crate::budgets::{
     Shortage,
 };
 use crate::lifecycle::Lifecycle;
+use crate::sync::lock;
 
 /// Time between two looks at every connection.
 const PERIOD: Duration = Duration::from_millis(50);
@@ -147,8 +148,7 @@ impl Connections {
     }
 
     fn peers(&self) -> MutexGuard<'_, HashMap<SocketAddr, Peer>> {
-        // Every critical section leaves the map consistent, so a panic elsewhere changes nothing.
-        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.peers)
     }
 
     /// Takes a request just received. Returns it if it is to run now; otherwise it waits behind

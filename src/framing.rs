@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::decimal::{DecimalError, parse_decimal};
+
 /// How the body of a well-framed request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -86,10 +88,10 @@ impl Framing {
 
 /// `1*DIGIT` exactly: no sign, no spaces inside (Rust's `parse` would take "+5").
 fn parse_length(text: &str) -> Result<u64, FramingError> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(FramingError::BadLength(text.to_string()));
-    }
-    text.parse().map_err(|_| FramingError::LengthOverflow)
+    parse_decimal(text).map_err(|e| match e {
+        DecimalError::NotDigits => FramingError::BadLength(text.to_string()),
+        DecimalError::TooLarge => FramingError::LengthOverflow,
+    })
 }
 
 #[cfg(test)]

@@ -6,9 +6,17 @@ pub mod budgets;
 pub mod cluster;
 pub mod config;
 pub mod connections;
+pub mod deadline;
+pub mod decimal;
 pub mod dns;
 pub mod framing;
 pub mod front;
 pub mod lifecycle;
 pub mod routes;
 pub mod storage;
+pub mod sync;
+
+/// The integration tests' temporary folder, so the unit tests use the same one.
+#[cfg(test)]
+#[path = "../tests/support/temp_dir.rs"]
+mod temp_dir;

@@ -13,6 +13,8 @@ use std::time::Instant;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::sync::{lock, wait};
+
 /// Shared shutdown state. The first `stop` wins and sets the exit status.
 pub struct Lifecycle {
     stopping: AtomicBool,
@@ -50,7 +52,7 @@ impl Lifecycle {
             return;
         }
         self.exit_code.store(code, Ordering::Release);
-        *self.stopped_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *lock(&self.stopped_at) = Some(Instant::now());
         self.stopped.notify_all();
         if let Some(server) = self.server.get() {
             // Queued behind requests already received, so those are still handled.
@@ -68,17 +70,17 @@ impl Lifecycle {
 
     /// When the shutdown began; the shutdown's time budget counts from here.
     pub fn stopped_at(&self) -> Option<Instant> {
-        *self.stopped_at.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.stopped_at)
     }
 
     /// Waits until a shutdown begins; returns when it began.
     pub fn wait(&self) -> Instant {
-        let mut at = self.stopped_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = lock(&self.stopped_at);
         loop {
             if let Some(at) = *at {
                 return at;
             }
-            at = self.stopped.wait(at).unwrap_or_else(|e| e.into_inner());
+            at = wait(&self.stopped, at);
         }
     }
 

@@ -3,10 +3,12 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::app::App;
+use crate::cluster::{self, Peer};
+use crate::dns::{LookupError, Resolver};
 use crate::storage::{AppendError, Storage};
-use crate::{cluster, dns};
 
 /// Every endpoint, listed in 404 replies and on the index page.
 pub const ENDPOINTS: &str = "/store /get /data /cluster / /healthz /readyz";
@@ -91,7 +93,7 @@ pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
         Route::Store => store(&app.storage, &app.greeting, body),
         Route::Get => get(&app.resolver, &app.config.service_name),
         Route::Data => data(&app.storage),
-        Route::Cluster => cluster::cluster(
+        Route::Cluster => cluster(
             &app.resolver,
             &app.config.service_name,
             &app.hostname,
@@ -126,14 +128,50 @@ pub fn store(storage: &Storage, greeting: &str, body: Vec<u8>) -> Reply {
 }
 
 /// The seed's `/get`: the canonical name, then one `target:port` line per SRV record.
-pub fn get(resolver: &Arc<dns::Resolver>, service: &str) -> Reply {
+pub fn get(resolver: &Arc<Resolver>, service: &str) -> Reply {
     match resolver.lookup_srv(service) {
         Ok(answer) => Reply::text(200, answer.to_get_body()),
-        Err(e) => {
-            log::warn!("{e}");
-            Reply::error(503, e)
-        }
+        Err(e) => lookup_failed(e),
     }
+}
+
+/// `/cluster`: every peer's data as a page of text, or 503 if the lookup fails.
+pub fn cluster(
+    resolver: &Arc<Resolver>,
+    service: &str,
+    hostname: &str,
+    peer_timeout: Duration,
+) -> Reply {
+    match cluster::survey(resolver, service, peer_timeout) {
+        Ok(peers) => Reply::text(200, cluster_page(hostname, &peers)),
+        Err(e) => lookup_failed(e),
+    }
+}
+
+/// A failed SRV lookup: 503, so a client sees the discovery failed rather than an empty list.
+fn lookup_failed(e: LookupError) -> Reply {
+    log::warn!("{e}");
+    Reply::error(503, e)
+}
+
+/// The `/cluster` page: a head naming this pod, then one line per peer with its data (its tail,
+/// with the cap said in front, when it was cut) or `error: ` and why.
+fn cluster_page(hostname: &str, peers: &[Peer]) -> Vec<u8> {
+    let mut page = format!("You've hit {hostname}\nData stored in the cluster:\n").into_bytes();
+    for peer in peers {
+        page.extend_from_slice(format!("- {}: ", peer.record.target).as_bytes());
+        match &peer.data {
+            Ok(data) if data.total > data.tail.len() as u64 => {
+                let cap = format!("(last {} of {} bytes) ", data.tail.len(), data.total);
+                page.extend_from_slice(cap.as_bytes());
+                page.extend_from_slice(&data.tail);
+            }
+            Ok(data) => page.extend_from_slice(&data.tail),
+            Err(e) => page.extend_from_slice(format!("error: {e}").as_bytes()),
+        }
+        page.push(b'\n');
+    }
+    page
 }
 
 /// This replica's data file, up to what is durable, streamed.
@@ -195,6 +233,8 @@ fn not_found(path: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns;
+    use crate::temp_dir::TempDir;
     use std::io::{Read, Seek, SeekFrom};
     use std::path::PathBuf;
 
@@ -233,22 +273,17 @@ mod tests {
         assert_eq!(route("GET", ""), Route::NotFound);
     }
 
-    fn storage(name: &str) -> (Storage, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "hello-stateful-routes-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir); // a leftover from an earlier run, if any
-        let path = dir.join("hello");
-        (
-            Storage::open(&path, Box::new(|why| panic!("fatal: {why}"))).unwrap(),
-            path,
-        )
+    /// A storage in a folder of its own, removed with the returned `TempDir`.
+    fn storage(name: &str) -> (Storage, PathBuf, TempDir) {
+        let dir = TempDir::new(name);
+        let path = dir.path().join("hello");
+        let storage = Storage::open(&path, Box::new(|why| panic!("fatal: {why}"))).unwrap();
+        (storage, path, dir)
     }
 
     #[test]
     fn store_appends_body_and_answers_greeting() {
-        let (storage, path) = storage("store");
+        let (storage, path, _dir) = storage("store");
         let reply = store(&storage, "hello from v2:pod-0", b"xxx".to_vec());
         assert_eq!(
             (reply.status, reply.body_text()),
@@ -259,7 +294,7 @@ mod tests {
 
     #[test]
     fn empty_body_appends_greeting() {
-        let (storage, path) = storage("empty");
+        let (storage, path, _dir) = storage("empty");
         let reply = store(&storage, "hello from v2:pod-0", Vec::new());
         assert_eq!(reply.status, 200);
         assert_eq!(std::fs::read(&path).unwrap(), b"hello from v2:pod-0");
@@ -267,7 +302,7 @@ mod tests {
 
     #[test]
     fn store_after_close_appends_nothing() {
-        let (storage, path) = storage("closed");
+        let (storage, path, _dir) = storage("closed");
         storage.close();
         let reply = store(&storage, "hello from v2:pod-0", b"late".to_vec());
         assert_eq!(reply.status, 503);
@@ -280,7 +315,7 @@ mod tests {
 
     #[test]
     fn data_streams_only_the_durable_part() {
-        let (storage, path) = storage("data");
+        let (storage, path, _dir) = storage("data");
         storage.append(b"abc".to_vec()).unwrap();
         // Bytes past the durable length (as if a write were under way) are not shown.
         let mut file = std::fs::OpenOptions::new()
@@ -295,11 +330,47 @@ mod tests {
 
     #[test]
     fn readiness_follows_shutdown_and_storage() {
-        let (storage, _) = storage("ready");
+        let (storage, _, _dir) = storage("ready");
         assert_eq!(readyz(&storage, false).status, 200);
         assert_eq!(readyz(&storage, true).status, 503);
         storage.close();
         assert_eq!(readyz(&storage, false).status, 503);
+    }
+
+    #[test]
+    fn cluster_page_shows_each_peer_in_order() {
+        let peer = |ordinal: usize, data| Peer {
+            record: dns::Srv {
+                priority: 0,
+                weight: 33,
+                port: 8000,
+                target: format!("web-{ordinal}.svc."),
+            },
+            data,
+        };
+        let cut = cluster::PeerData {
+            total: 5003,
+            tail: b"aEND".to_vec(),
+        };
+        let whole = cluster::PeerData {
+            total: 3,
+            tail: b"abc".to_vec(),
+        };
+        let page = cluster_page(
+            "web-1",
+            &[
+                peer(0, Ok(whole)),
+                peer(1, Ok(cut)),
+                peer(2, Err("timed out after 500 ms".into())),
+            ],
+        );
+        assert_eq!(
+            String::from_utf8(page).unwrap(),
+            "You've hit web-1\nData stored in the cluster:\n\
+             - web-0.svc.: abc\n\
+             - web-1.svc.: (last 4 of 5003 bytes) aEND\n\
+             - web-2.svc.: error: timed out after 500 ms\n"
+        );
     }
 
     #[test]

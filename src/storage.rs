@@ -28,6 +28,9 @@ use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
+use crate::decimal::parse_decimal;
+use crate::sync::{lock, wait};
+
 /// Why a record was not stored. Each maps to one HTTP status in `routes.rs`.
 #[derive(Debug)]
 pub enum AppendError {
@@ -98,11 +101,13 @@ pub type OnFatal = Box<dyn Fn(&str) + Send>;
 
 /// Handle to the data file. Cheap to share; all writes go through the writer thread.
 pub struct Storage {
-    shared: Arc<Shared>,
+    state: Arc<FileState>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-struct Shared {
+/// What the handles and the writer thread both see of the data file: its path, the records
+/// queued for it, and how much of it is durable.
+struct FileState {
     path: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
@@ -126,15 +131,12 @@ struct Pending {
 impl Storage {
     /// Opens (creating if missing) the data file and starts its writer thread.
     pub fn open(path: &Path, on_fatal: OnFatal) -> Result<Storage, OpenError> {
-        let file = open_data_file(path).map_err(|error| OpenError {
+        let open_error = |error| OpenError {
             path: path.to_path_buf(),
             error,
-        })?;
-        let (len, marked) = cut_unsynced_tail(path, &file).map_err(|error| OpenError {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        let shared = Arc::new(Shared {
+        };
+        let (file, len, marked) = open_data_file(path).map_err(open_error)?;
+        let state = Arc::new(FileState {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -142,7 +144,7 @@ impl Storage {
             open: AtomicBool::new(true),
         });
         let writer = Writer {
-            shared: shared.clone(),
+            state: state.clone(),
             file,
             len,
             marked,
@@ -151,12 +153,9 @@ impl Storage {
         let handle = thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run())
-            .map_err(|error| OpenError {
-                path: path.to_path_buf(),
-                error,
-            })?;
+            .map_err(open_error)?;
         Ok(Storage {
-            shared,
+            state,
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -165,41 +164,37 @@ impl Storage {
     pub fn append(&self, bytes: Vec<u8>) -> Result<(), AppendError> {
         let (done, result) = sync_channel(1);
         {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = lock(&self.state.queue);
             if queue.closed {
                 return Err(AppendError::Closed);
             }
             queue.pending.push(Pending { bytes, done });
         }
-        self.shared.wake.notify_one();
+        self.state.wake.notify_one();
         // The writer answers every record it takes; a closed channel means it died with it.
         result.recv().unwrap_or(Err(AppendError::Closed))
     }
 
     /// Bytes of the file that are durable, so `/data` never shows an unacknowledged record.
     pub fn durable_len(&self) -> u64 {
-        self.shared.durable_len.load(Ordering::Acquire)
+        self.state.durable_len.load(Ordering::Acquire)
     }
 
     /// True while appends can succeed: the file is open and the writer healthy.
     pub fn is_open(&self) -> bool {
-        self.shared.open.load(Ordering::Acquire)
+        self.state.open.load(Ordering::Acquire)
     }
 
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.state.path
     }
 
     /// Stops taking records, writes and syncs everything already queued, and waits for the
     /// writer to finish. Appends after this fail with [`AppendError::Closed`].
     pub fn close(&self) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closed = true;
-        self.shared.wake.notify_one();
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        lock(&self.state.queue).closed = true;
+        self.state.wake.notify_one();
+        let handle = lock(&self.writer).take();
         if let Some(handle) = handle
             && handle.join().is_err()
         {
@@ -210,7 +205,7 @@ impl Storage {
 
 /// The writer thread's state: the only place the data file is written.
 struct Writer {
-    shared: Arc<Shared>,
+    state: Arc<FileState>,
     file: File,
     /// Length of the file including every record written so far (synced or not).
     len: u64,
@@ -223,7 +218,7 @@ impl Writer {
     fn run(mut self) {
         while let Some(batch) = self.next_batch() {
             if let Err(why) = self.commit(batch) {
-                self.shared.open.store(false, Ordering::Release);
+                self.state.open.store(false, Ordering::Release);
                 log::error!(
                     "{why}; exiting so the pod restarts with the data file as it is on disk"
                 );
@@ -232,12 +227,12 @@ impl Writer {
                 return;
             }
         }
-        self.shared.open.store(false, Ordering::Release);
+        self.state.open.store(false, Ordering::Release);
     }
 
     /// Waits for records; `None` once closed and drained.
     fn next_batch(&self) -> Option<Vec<Pending>> {
-        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = lock(&self.state.queue);
         loop {
             if !queue.pending.is_empty() {
                 return Some(mem::take(&mut queue.pending));
@@ -245,11 +240,7 @@ impl Writer {
             if queue.closed {
                 return None;
             }
-            queue = self
-                .shared
-                .wake
-                .wait(queue)
-                .unwrap_or_else(|e| e.into_inner());
+            queue = wait(&self.state.wake, queue);
         }
     }
 
@@ -269,7 +260,7 @@ impl Writer {
                     // A write that failed part-way may have left some of the record behind:
                     // cut the file back so no torn record is ever synced.
                     if let Err(t) = self.file.set_len(self.len) {
-                        let path = self.shared.path.display();
+                        let path = self.state.path.display();
                         let why = format!("roll back a failed write ({e}) of {path}: {t}");
                         answer(record, Err(AppendError::Io(e.to_string())));
                         for record in written {
@@ -281,7 +272,7 @@ impl Writer {
                     log::error!(
                         "append {} bytes to {}: {e}",
                         record.bytes.len(),
-                        self.shared.path.display()
+                        self.state.path.display()
                     );
                     answer(record, Err(error));
                 }
@@ -294,7 +285,7 @@ impl Writer {
             match write_synced_len(&self.file, self.len) {
                 Ok(()) => {}
                 Err(e) if is_unsupported(&e) => {
-                    warn_unmarked(&self.shared.path, &e);
+                    warn_unmarked(&self.state.path, &e);
                     self.marked = false;
                 }
                 // Without the mark the next start would take these records for a torn tail.
@@ -307,9 +298,9 @@ impl Writer {
             for record in written {
                 answer(record, Err(AppendError::Io(format!("fsync: {e}"))));
             }
-            return Err(format!("fsync {}: {e}", self.shared.path.display()));
+            return Err(format!("fsync {}: {e}", self.state.path.display()));
         }
-        self.shared.durable_len.store(self.len, Ordering::Release);
+        self.state.durable_len.store(self.len, Ordering::Release);
         log::trace!("synced {} records", written.len());
         for record in written {
             answer(record, Ok(()));
@@ -320,8 +311,8 @@ impl Writer {
     /// The batch whose [`SYNCED_LEN`] could not be set fails as a whole, like a record whose
     /// write fails: the file is cut back to its last sync and every record gets the error.
     fn refuse_unmarked(&mut self, written: Vec<Pending>, e: &io::Error) -> Result<(), String> {
-        let synced = self.shared.durable_len.load(Ordering::Acquire);
-        let path = self.shared.path.display();
+        let synced = self.state.durable_len.load(Ordering::Acquire);
+        let path = self.state.path.display();
         if let Err(t) = self.file.set_len(synced) {
             let why = format!("roll back a batch whose {SYNCED_LEN:?} failed ({e}) in {path}: {t}");
             for record in written {
@@ -352,31 +343,25 @@ impl Writer {
         }
         log::warn!(
             "data file {} was deleted while in use; creating it again",
-            self.shared.path.display()
+            self.state.path.display()
         );
-        let file = open_data_file(&self.shared.path).map_err(|e| {
+        let (file, len, marked) = open_data_file(&self.state.path).map_err(|e| {
             format!(
                 "re-create deleted data file {}: {e}",
-                self.shared.path.display()
-            )
-        })?;
-        let (len, marked) = cut_unsynced_tail(&self.shared.path, &file).map_err(|e| {
-            format!(
-                "re-create deleted data file {}: {e}",
-                self.shared.path.display()
+                self.state.path.display()
             )
         })?;
         self.len = len;
         self.marked = marked;
         self.file = file;
-        self.shared.durable_len.store(self.len, Ordering::Release);
+        self.state.durable_len.store(self.len, Ordering::Release);
         Ok(())
     }
 
     /// After a fatal error: answer whatever is still queued, and refuse what comes later.
     fn fail_queued(&self) {
         let pending = {
-            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = lock(&self.state.queue);
             queue.closed = true;
             mem::take(&mut queue.pending)
         };
@@ -399,10 +384,12 @@ fn answer(record: Pending, result: Result<(), AppendError>) {
     let _ = record.done.send(result);
 }
 
-/// Opens the data file for writing, creating it and its directory if missing. A new file's
-/// directory is synced so the file itself survives a crash, not only its contents. An
-/// exclusive lock keeps a second server from writing the same file at its own offsets.
-fn open_data_file(path: &Path) -> io::Result<File> {
+/// Opens the data file for writing, creating it and its directory if missing, and cuts what
+/// the last sync did not cover ([`cut_unsynced_tail`]): the file, its length, and whether the
+/// volume keeps the mark. A new file's directory is synced so the file itself survives a
+/// crash, not only its contents. An exclusive lock keeps a second server from writing the
+/// same file at its own offsets.
+fn open_data_file(path: &Path) -> io::Result<(File, u64, bool)> {
     let dir = dir_of(path);
     if !dir.exists() {
         std::fs::create_dir_all(&dir)?;
@@ -418,7 +405,8 @@ fn open_data_file(path: &Path) -> io::Result<File> {
     if !existed {
         File::open(&dir)?.sync_all()?;
     }
-    Ok(file)
+    let (len, marked) = cut_unsynced_tail(path, &file)?;
+    Ok((file, len, marked))
 }
 
 /// Moves bytes past the length the last sync covered ([`SYNCED_LEN`]) to `<name>.unacknowledged`
@@ -506,7 +494,7 @@ pub fn read_synced_len(file: &File) -> io::Result<Option<u64>> {
         };
     }
     let text = std::str::from_utf8(&value[..n as usize]).unwrap_or("");
-    match text.parse() {
+    match parse_decimal(text) {
         Ok(len) => Ok(Some(len)),
         Err(_) => {
             log::warn!("ignoring a {SYNCED_LEN:?} that is not a length: {text:?}");
@@ -565,16 +553,7 @@ fn current_gid() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "hello-stateful-storage-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir); // a leftover from an earlier run, if any
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::temp_dir::TempDir;
 
     fn open(path: &Path) -> Storage {
         Storage::open(path, Box::new(|why| panic!("fatal: {why}"))).unwrap()
@@ -582,7 +561,8 @@ mod tests {
 
     #[test]
     fn appends_are_durable_and_in_order() {
-        let path = temp_dir("order").join("hello");
+        let dir = TempDir::new("order");
+        let path = dir.path().join("hello");
         let storage = open(&path);
         storage.append(b"one".to_vec()).unwrap();
         storage.append(b"two".to_vec()).unwrap();
@@ -597,7 +577,8 @@ mod tests {
 
     #[test]
     fn creates_missing_directory_and_keeps_existing_data() {
-        let path = temp_dir("create").join("sub/dir/hello");
+        let dir = TempDir::new("create");
+        let path = dir.path().join("sub/dir/hello");
         open(&path).close();
         std::fs::write(&path, b"old").unwrap();
         let storage = open(&path);
@@ -608,7 +589,8 @@ mod tests {
 
     #[test]
     fn concurrent_records_never_interleave() {
-        let path = temp_dir("concurrent").join("hello");
+        let dir = TempDir::new("concurrent");
+        let path = dir.path().join("hello");
         let storage = Arc::new(open(&path));
         let threads: Vec<_> = (0..16u8)
             .map(|i| {
@@ -635,7 +617,8 @@ mod tests {
 
     #[test]
     fn second_server_on_the_same_file_is_refused() {
-        let path = temp_dir("lock").join("hello");
+        let dir = TempDir::new("lock");
+        let path = dir.path().join("hello");
         let _first = open(&path);
         let err = Storage::open(&path, Box::new(|_| {}))
             .err()
@@ -645,7 +628,8 @@ mod tests {
 
     #[test]
     fn deleted_file_is_created_again() {
-        let path = temp_dir("deleted").join("hello");
+        let dir = TempDir::new("deleted");
+        let path = dir.path().join("hello");
         let storage = open(&path);
         storage.append(b"before".to_vec()).unwrap();
         std::fs::remove_file(&path).unwrap();

@@ -7,24 +7,15 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_name};
-use support::server::{Options, Server};
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_records_at, pod_target};
+use support::hostname;
+use support::server::{Options, Server, head};
 
 /// Short, so a stalled peer fails the test quickly if `/cluster` waits for it too long.
 const PEER_TIMEOUT_MS: u64 = 500;
-
-/// Pod `i`'s name as `/cluster` shows it: fully qualified, with the final dot.
-fn target(i: usize) -> String {
-    format!("{}.", pod_name(i))
-}
-
-fn hostname() -> String {
-    dns_lookup::get_hostname().unwrap()
-}
 
 /// One pod of the test's StatefulSet, as the peer fetching its `/data` finds it.
 enum Pod {
@@ -55,17 +46,12 @@ impl Cluster {
         let ip = |ordinal: usize| Ipv4Addr::new(127, 0, 60 + test, ordinal as u8 + 1);
         let ips: Vec<Ipv4Addr> = pods.iter().map(|&(i, _)| ip(i)).collect();
         let port = common_port(&ips);
-        let mut options = vec!["local=/cluster.local/".to_string()];
-        for (i, pod) in pods {
-            let weight = 100 / pods.len();
-            options.push(format!(
-                "srv-host={SERVICE},{},{port},0,{weight}",
-                target(*i)
-            ));
-            if !matches!(pod, Pod::Unresolvable) {
-                options.push(format!("host-record={},{}", target(*i), ip(*i)));
-            }
-        }
+        let ordinals: Vec<usize> = pods.iter().map(|&(i, _)| i).collect();
+        let unresolvable = |i| {
+            pods.iter()
+                .any(|(j, pod)| *j == i && matches!(pod, Pod::Unresolvable))
+        };
+        let options = pod_records_at(&ordinals, port, |i| (!unresolvable(i)).then(|| ip(i)));
         let dns = Dnsmasq::start(name, Ipv4Addr::new(127, 0, 55, test), &options)?;
         let resolv_conf = dns.write_resolv_conf(POD_SEARCH).display().to_string();
         let mut servers = Vec::new();
@@ -134,17 +120,17 @@ fn common_port(ips: &[Ipv4Addr]) -> u16 {
 }
 
 /// The page's head as the entry server writes it.
-fn head() -> String {
+fn page_head() -> String {
     format!("You've hit {}\nData stored in the cluster:\n", hostname())
 }
 
 fn line(ordinal: usize, shown: &str) -> String {
-    format!("- {}: {shown}\n", target(ordinal))
+    format!("- {}: {shown}\n", pod_target(ordinal))
 }
 
 /// The page's line for `ordinal`, which must be an error line; returns its reason.
 fn error_of(page: &str, ordinal: usize) -> String {
-    let prefix = format!("- {}: error: ", target(ordinal));
+    let prefix = format!("- {}: error: ", pod_target(ordinal));
     let line = page
         .lines()
         .find(|l| l.starts_with(&prefix))
@@ -168,7 +154,7 @@ fn every_pods_data_in_natural_order() {
     ) else {
         return;
     };
-    let expected = head()
+    let expected = page_head()
         + &line(0, "data of pod 0, stored at its own address")
         + &line(1, "data of pod 1, stored at its own address")
         + &line(2, "data of pod 2, stored at its own address")
@@ -195,22 +181,12 @@ fn head_cluster_sends_the_headers_and_no_body() {
     ) else {
         return;
     };
-    let expected = head() + &line(0, "zero") + &line(1, "one");
-    let mut stream =
-        TcpStream::connect_timeout(&cluster.entry().addr, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(b"HEAD /cluster HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
-    assert!(text.starts_with("http/1.1 200 "), "{text}");
-    assert_eq!(text.find("\r\n\r\n").map(|end| end + 4), Some(raw.len()));
-    let length = format!("content-length: {}\r\n", expected.len());
-    assert!(text.contains(&length), "{text}");
+    let expected = page_head() + &line(0, "zero") + &line(1, "one");
+    let (reply, after) = head(cluster.entry().addr, "/cluster");
+    assert_eq!(reply.status, 200);
+    assert_eq!(after, b"");
+    let length = expected.len().to_string();
+    assert_eq!(reply.header("Content-Length"), Some(length.as_str()));
 }
 
 #[test]
@@ -230,7 +206,7 @@ fn a_pod_that_is_down_or_unresolvable_gets_an_error_line() {
     let page = cluster.page();
     let down = error_of(&page, 1);
     let unresolvable = error_of(&page, 3);
-    let expected = head()
+    let expected = page_head()
         + &line(0, "zero")
         + &line(1, &format!("error: {down}"))
         + &line(2, "two")
@@ -243,7 +219,10 @@ fn a_pod_that_is_down_or_unresolvable_gets_an_error_line() {
             cluster.port
         )
     );
-    assert_eq!(unresolvable, format!("lookup {}: no such host", target(3)));
+    assert_eq!(
+        unresolvable,
+        format!("lookup {}: no such host", pod_target(3))
+    );
 }
 
 #[test]
@@ -265,7 +244,7 @@ fn a_pod_that_never_answers_costs_its_timeout_only() {
     let stalled = error_of(&page, 1);
     assert_eq!(
         page,
-        head() + &line(0, "zero") + &line(1, &format!("error: {stalled}")) + &line(2, "two")
+        page_head() + &line(0, "zero") + &line(1, &format!("error: {stalled}")) + &line(2, "two")
     );
     assert!(stalled.contains("timed out after 500 ms"), "{stalled}");
     // About PEER_TIMEOUT_MS; the bound is loose because timings belong to benchmarks, but a
@@ -293,7 +272,7 @@ fn data_over_the_cap_shows_its_tail_and_says_so() {
         return;
     };
     let tail = String::from_utf8(big[big.len() - 4096..].to_vec()).unwrap();
-    let expected = head()
+    let expected = page_head()
         + &line(0, "small")
         + &line(1, &format!("(last 4096 of 10007 bytes) {tail}"))
         + &line(2, std::str::from_utf8(&exact).unwrap());

@@ -6,30 +6,15 @@ mod support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hello_stateful::dns::{ErrorKind, Resolver};
-use support::TempDir;
-use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_name};
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, SERVICE, pod_ip, pod_records, pod_target};
+use support::fake_dns::FakeDns;
 
 fn addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 53, n)
-}
-
-/// `srv-host` options for the Service with targets `indexes`, plus `host-record`s when
-/// `with_a` (10.244.0.<i+1>).
-fn pod_records(indexes: impl IntoIterator<Item = usize>, with_a: bool) -> Vec<String> {
-    let mut opts = vec!["local=/cluster.local/".to_string()];
-    for i in indexes {
-        // Weight as Kubernetes sets it for three endpoints: floor(100/3).
-        opts.push(format!("srv-host={SERVICE},{},8000,0,33", pod_name(i)));
-        if with_a {
-            opts.push(format!("host-record={},10.244.0.{}", pod_name(i), i + 1));
-        }
-    }
-    opts
 }
 
 fn resolver(resolv_conf: std::path::PathBuf) -> Resolver {
@@ -38,7 +23,7 @@ fn resolver(resolv_conf: std::path::PathBuf) -> Resolver {
 
 #[test]
 fn short_name_resolves_through_the_pod_search_list() {
-    let mut opts = pod_records([0, 1, 2], true);
+    let mut opts = pod_records(&[0, 1, 2], true);
     opts.push("local-ttl=30".into());
     let Some(mut dns) = Dnsmasq::start(
         "short_name_resolves_through_the_pod_search_list",
@@ -53,7 +38,7 @@ fn short_name_resolves_through_the_pod_search_list() {
     assert!(!answer.truncated);
     let mut expected = format!("{SERVICE}.\n");
     for i in 0..3 {
-        expected.push_str(&format!("{}.:8000\n", pod_name(i)));
+        expected.push_str(&format!("{}:8000\n", pod_target(i)));
     }
     assert_eq!(answer.to_get_body(), expected);
     assert!(
@@ -65,10 +50,8 @@ fn short_name_resolves_through_the_pod_search_list() {
 
     // The addresses came in the additional section: served with dnsmasq gone.
     dns.stop();
-    let ips = r
-        .lookup_ipv4(&format!("{}.", pod_name(1)))
-        .expect("from the SRV answer");
-    assert_eq!(ips, [Ipv4Addr::new(10, 244, 0, 2)]);
+    let ips = r.lookup_ipv4(&pod_target(1)).expect("from the SRV answer");
+    assert_eq!(ips, [pod_ip(1)]);
 }
 
 #[test]
@@ -76,14 +59,14 @@ fn targets_sort_naturally() {
     let Some(dns) = Dnsmasq::start(
         "targets_sort_naturally",
         addr(2),
-        &pod_records([10, 2, 1], false),
+        &pod_records(&[10, 2, 1], false),
     ) else {
         return;
     };
     let r = resolver(dns.write_resolv_conf(POD_SEARCH));
     let answer = r.lookup_srv("hello-stateful-service").expect("lookup");
     let targets: Vec<_> = answer.records.iter().map(|s| s.target.clone()).collect();
-    assert_eq!(targets, [1, 2, 10].map(|i| format!("{}.", pod_name(i))));
+    assert_eq!(targets, [1, 2, 10].map(pod_target));
 }
 
 #[test]
@@ -91,7 +74,7 @@ fn unknown_service_is_no_such_host() {
     let Some(dns) = Dnsmasq::start(
         "unknown_service_is_no_such_host",
         addr(3),
-        &pod_records([0], false),
+        &pod_records(&[0], false),
     ) else {
         return;
     };
@@ -132,51 +115,13 @@ fn name_without_srv_records_is_reported_as_such() {
     assert_eq!(ips, [Ipv4Addr::new(10, 1, 1, 1)]);
 }
 
-/// A UDP "server" on `addr`:53 that reads queries and never answers; stops on drop.
-struct BlackHole {
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl BlackHole {
-    fn start(addr: Ipv4Addr) -> BlackHole {
-        let sock = UdpSocket::bind((addr, 53)).expect("bind udp 53");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !flag.load(Ordering::Relaxed) {
-                // Timeouts and errors alike: keep reading until told to stop.
-                let _ = sock.recv_from(&mut buf);
-            }
-        });
-        BlackHole {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for BlackHole {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            // A panicked reader thread changes nothing for the test's outcome.
-            let _ = t.join();
-        }
-    }
-}
-
 #[test]
 fn server_that_never_answers_fails_within_the_lookup_timeout() {
-    if !support::dnsmasq::available("server_that_never_answers_fails_within_the_lookup_timeout") {
+    let test = "server_that_never_answers_fails_within_the_lookup_timeout";
+    let Some(hole) = FakeDns::black_hole(test, addr(5)) else {
         return;
-    }
-    let _hole = BlackHole::start(addr(5));
-    let dir = TempDir::new("blackhole");
-    let conf = support::dnsmasq::write_resolv_conf(dir.path(), addr(5), POD_SEARCH);
+    };
+    let conf = hole.write_resolv_conf(POD_SEARCH);
     let timeout = Duration::from_millis(500);
     let r = Resolver::new(conf, timeout);
     let start = Instant::now();
@@ -196,11 +141,8 @@ fn server_that_never_answers_fails_within_the_lookup_timeout() {
 /// Sends a raw SRV query without EDNS0 (512-byte UDP limit) and returns the reply's flags.
 fn raw_udp_flags(server: Ipv4Addr, name: &str) -> u16 {
     let mut q = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 33, 0, 1]);
+    q.extend_from_slice(&encode_name(name));
+    q.extend_from_slice(&[0, 33, 0, 1]);
     // EDNS0 OPT advertising 1232 bytes, as the resolver does.
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -218,7 +160,7 @@ fn seven_hundred_records_come_complete_over_tcp() {
     let Some(dns) = Dnsmasq::start(
         "seven_hundred_records_come_complete_over_tcp",
         addr(6),
-        &pod_records(0..700, false),
+        &pod_records(&(0..700).collect::<Vec<_>>(), false),
     ) else {
         return;
     };
@@ -232,7 +174,7 @@ fn seven_hundred_records_come_complete_over_tcp() {
     assert!(!answer.truncated);
     assert_eq!(answer.records.len(), 700);
     for (i, srv) in answer.records.iter().enumerate() {
-        assert_eq!(srv.target, format!("{}.", pod_name(i)), "natural order");
+        assert_eq!(srv.target, pod_target(i), "natural order");
     }
 }
 
@@ -241,7 +183,7 @@ fn more_than_one_message_of_records_is_listed_as_far_as_it_goes() {
     let Some(dns) = Dnsmasq::start(
         "more_than_one_message_of_records_is_listed_as_far_as_it_goes",
         addr(7),
-        &pod_records(0..760, false),
+        &pod_records(&(0..760).collect::<Vec<_>>(), false),
     ) else {
         return;
     };
@@ -259,72 +201,76 @@ fn more_than_one_message_of_records_is_listed_as_far_as_it_goes() {
     assert!(answer.to_get_body().len() < 65_536 * 2);
 }
 
+/// `name` in DNS wire form: length-prefixed labels, then the root's zero byte.
+fn encode_name(name: &str) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for label in name.trim_end_matches('.').split('.') {
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label.as_bytes());
+    }
+    wire.push(0);
+    wire
+}
+
+/// The question name of a query, fully qualified: its labels start right after the header.
+fn question_name(query: &[u8]) -> String {
+    let mut name = String::new();
+    let mut i = 12;
+    while query[i] != 0 {
+        let len = usize::from(query[i]);
+        name.push_str(std::str::from_utf8(&query[i + 1..i + 1 + len]).expect("ascii"));
+        name.push('.');
+        i += 1 + len;
+    }
+    name
+}
+
 /// Builds a reply: header flags, question, and one SRV answer pointing at the question.
 fn fake_reply(id: u16, qname: &str, qtype: u16, port: u16) -> Vec<u8> {
     let mut r = id.to_be_bytes().to_vec();
     r.extend_from_slice(&[0x85, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
-    for label in qname.trim_end_matches('.').split('.') {
-        r.push(label.len() as u8);
-        r.extend_from_slice(label.as_bytes());
-    }
-    r.push(0);
+    r.extend_from_slice(&encode_name(qname));
     r.extend_from_slice(&qtype.to_be_bytes());
     r.extend_from_slice(&[0, 1]);
-    let tgt = b"\x03web\x07example\x00";
+    let tgt = encode_name("web.example.");
     r.extend_from_slice(&[0xc0, 12, 0, 33, 0, 1, 0, 0, 0, 30]);
     r.extend_from_slice(&((6 + tgt.len()) as u16).to_be_bytes());
     r.extend_from_slice(&[0, 0, 0, 1]);
     r.extend_from_slice(&port.to_be_bytes());
-    r.extend_from_slice(tgt);
+    r.extend_from_slice(&tgt);
     r
 }
 
 #[test]
 fn replies_with_wrong_id_or_question_are_ignored() {
-    if !support::dnsmasq::available("replies_with_wrong_id_or_question_are_ignored") {
+    let fake = FakeDns::start(
+        "replies_with_wrong_id_or_question_are_ignored",
+        addr(8),
+        |query| {
+            let id = u16::from_be_bytes([query[0], query[1]]);
+            let name = question_name(query);
+            vec![
+                fake_reply(id ^ 1, &name, 33, 1),               // wrong id
+                fake_reply(id, "other.example.", 33, 2),        // wrong name
+                fake_reply(id, &name, 1, 3),                    // wrong type
+                fake_reply(id, &name.to_uppercase(), 33, 8000), // right, in other case
+            ]
+        },
+    );
+    let Some(fake) = fake else {
         return;
-    }
-    let sock = UdpSocket::bind((addr(8), 53)).expect("bind udp 53");
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let server = thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        let (n, peer) = sock.recv_from(&mut buf).expect("query");
-        let q = &buf[..n];
-        let id = u16::from_be_bytes([q[0], q[1]]);
-        // The question name ends at the first zero byte after the header.
-        let end = 12 + q[12..].iter().position(|&b| b == 0).expect("name end");
-        let mut name = String::new();
-        let mut i = 12;
-        while i < end {
-            let len = usize::from(q[i]);
-            name.push_str(std::str::from_utf8(&q[i + 1..i + 1 + len]).expect("ascii"));
-            name.push('.');
-            i += 1 + len;
-        }
-        for reply in [
-            fake_reply(id ^ 1, &name, 33, 1),               // wrong id
-            fake_reply(id, "other.example.", 33, 2),        // wrong name
-            fake_reply(id, &name, 1, 3),                    // wrong type
-            fake_reply(id, &name.to_uppercase(), 33, 8000), // right, in other case
-        ] {
-            sock.send_to(&reply, peer).expect("send");
-        }
-    });
-    let dir = TempDir::new("fake");
-    let conf = support::dnsmasq::write_resolv_conf(dir.path(), addr(8), "");
-    let r = resolver(conf);
+    };
+    let r = resolver(fake.write_resolv_conf(""));
     let answer = r.lookup_srv("svc.example.").expect("the right reply");
     assert_eq!(answer.records.len(), 1);
     assert_eq!(answer.records[0].port, 8000);
     assert_eq!(answer.canonical, "SVC.EXAMPLE.", "owner name as received");
-    server.join().expect("fake server");
 }
 
 #[test]
 fn answers_are_cached_for_their_ttl_then_looked_up_again() {
     let ttl = Duration::from_secs(3);
-    let mut opts = pod_records([0, 1], false);
+    let mut opts = pod_records(&[0, 1], false);
     opts.push(format!("local-ttl={}", ttl.as_secs()));
     let Some(mut dns) = Dnsmasq::start(
         "answers_are_cached_for_their_ttl_then_looked_up_again",
@@ -361,11 +307,14 @@ fn next_server_answers_when_the_first_is_silent() {
     let Some(dns) = Dnsmasq::start(
         "next_server_answers_when_the_first_is_silent",
         addr(11),
-        &pod_records([0], false),
+        &pod_records(&[0], false),
     ) else {
         return;
     };
-    let _hole = BlackHole::start(addr(10));
+    let test = "next_server_answers_when_the_first_is_silent";
+    let Some(_hole) = FakeDns::black_hole(test, addr(10)) else {
+        return;
+    };
     // The silent server first; one second per try, so the second server is reached well
     // within the lookup's bound.
     let conf = dns.dir().join("resolv.conf");

@@ -7,11 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use support::server::{Options, Server, try_request};
-use support::{TempDir, is_root};
-
-fn hostname() -> String {
-    dns_lookup::get_hostname().unwrap()
-}
+use support::{TempDir, hostname, is_root};
 
 #[test]
 fn store_appends_exact_bytes_and_answers_the_greeting() {

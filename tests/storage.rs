@@ -6,10 +6,10 @@ mod support;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hello_stateful::storage::{Storage, read_synced_len, write_synced_len};
-use support::runnable;
+use support::{TempDir, runnable};
 
 fn open(path: &Path) -> Storage {
     Storage::open(path, Box::new(|why| panic!("fatal: {why}"))).unwrap()
@@ -17,15 +17,16 @@ fn open(path: &Path) -> Storage {
 
 /// A fresh directory under the target directory, or None (with a loud skip) when its
 /// filesystem keeps no user extended attributes.
-fn dir(test: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("storage-{test}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let probe = File::create(dir.join("probe")).unwrap();
+fn dir(test: &str) -> Option<TempDir> {
+    let dir = TempDir::under(Path::new(env!("CARGO_TARGET_TMPDIR")), test);
+    let probe = File::create(dir.path().join("probe")).unwrap();
     let marked = write_synced_len(&probe, 0);
     let why = match &marked {
         Ok(()) => String::new(),
-        Err(e) => format!("{} keeps no user extended attributes: {e}", dir.display()),
+        Err(e) => format!(
+            "{} keeps no user extended attributes: {e}",
+            dir.path().display()
+        ),
     };
     runnable(test, marked.is_ok(), &why).then_some(dir)
 }
@@ -43,7 +44,7 @@ fn leave_behind(path: &Path, bytes: &[u8]) {
 #[test]
 fn every_sync_marks_the_length_it_covers() {
     let Some(dir) = dir("marks") else { return };
-    let path = dir.join("hello");
+    let path = dir.path().join("hello");
     let storage = open(&path);
     assert_eq!(
         synced_len(&path),
@@ -59,7 +60,7 @@ fn every_sync_marks_the_length_it_covers() {
 #[test]
 fn bytes_past_the_last_sync_are_moved_aside_at_start() {
     let Some(dir) = dir("torn") else { return };
-    let path = dir.join("hello");
+    let path = dir.path().join("hello");
     let storage = open(&path);
     storage.append(b"acknowledged,".to_vec()).unwrap();
     storage.close();
@@ -70,7 +71,7 @@ fn bytes_past_the_last_sync_are_moved_aside_at_start() {
     assert_eq!(storage.durable_len(), 13);
     assert_eq!(std::fs::read(&path).unwrap(), b"acknowledged,");
     assert_eq!(
-        std::fs::read(dir.join("hello.unacknowledged")).unwrap(),
+        std::fs::read(dir.path().join("hello.unacknowledged")).unwrap(),
         b"cut sh"
     );
     storage.append(b"next,".to_vec()).unwrap();
@@ -82,7 +83,7 @@ fn bytes_past_the_last_sync_are_moved_aside_at_start() {
     leave_behind(&path, b"again");
     open(&path).close();
     assert_eq!(
-        std::fs::read(dir.join("hello.unacknowledged")).unwrap(),
+        std::fs::read(dir.path().join("hello.unacknowledged")).unwrap(),
         b"cut shagain"
     );
 }
@@ -90,7 +91,7 @@ fn bytes_past_the_last_sync_are_moved_aside_at_start() {
 #[test]
 fn a_file_shorter_than_its_mark_is_kept_as_it_is() {
     let Some(dir) = dir("short") else { return };
-    let path = dir.join("hello");
+    let path = dir.path().join("hello");
     let storage = open(&path);
     storage.append(b"abcdef".to_vec()).unwrap();
     storage.close();
@@ -107,14 +108,14 @@ fn a_file_shorter_than_its_mark_is_kept_as_it_is() {
     assert_eq!(synced_len(&path), Some(3));
     storage.append(b"x".to_vec()).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"abcx");
-    assert!(!dir.join("hello.unacknowledged").exists());
+    assert!(!dir.path().join("hello.unacknowledged").exists());
 }
 
 #[test]
 fn a_file_without_a_mark_is_taken_whole() {
     // Written by hand, or by a version before the mark: there is nothing to judge a tail by.
     let Some(dir) = dir("unmarked") else { return };
-    let path = dir.join("hello");
+    let path = dir.path().join("hello");
     std::fs::write(&path, b"old data").unwrap();
     let storage = open(&path);
     assert_eq!(storage.durable_len(), 8);

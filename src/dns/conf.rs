@@ -1,28 +1,35 @@
-//! The stub resolver's configuration: `resolv.conf` parsing and Go's search-name order.
+//! The stub resolver's configuration: what a pod's `resolv.conf` holds, and Go's search-name
+//! order.
 //!
-//! Parsing follows Go's `net` package (`src/net/dnsconfig_unix.go`), since the seed is a Go
-//! program and `/get` must behave like its `net.LookupSRV` inside a pod. Where Go sets no upper
-//! bound, glibc's caps from resolv.conf(5) apply (timeout <= 30 s, attempts <= 5), so a typo in a
-//! pod spec cannot make one lookup wait for hours.
+//! The kubelet writes one to three `nameserver` lines, a `search` list and `options ndots:5`,
+//! plus any `timeout:` or `attempts:` the pod's `dnsConfig` asks for; that is what is read, as
+//! Go's `net` package reads it (`src/net/dnsconfig_unix.go`), since the seed is a Go program and
+//! `/get` must behave like its `net.LookupSRV` inside a pod. Anything else (`domain`, `options
+//! rotate`, comments) is skipped like any unknown keyword, as Go and glibc skip those. Where Go
+//! sets no upper bound, glibc's caps from resolv.conf(5) apply (timeout <= 30 s, attempts <= 5),
+//! so a typo in a pod spec cannot make one lookup wait for hours.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::decimal::{DecimalError, parse_decimal};
+
 /// Go and glibc read at most three `nameserver` lines (glibc's MAXNS).
 const MAX_SERVERS: usize = 3;
 /// Go clamps `ndots` to 0..=15 (glibc's RES_MAXNDOTS).
-const MAX_NDOTS: usize = 15;
+const MAX_NDOTS: u64 = 15;
 /// glibc's RES_MAXRETRANS: the largest accepted `timeout:` in seconds.
 const MAX_TIMEOUT_SECS: u64 = 30;
 /// glibc's RES_MAXRETRY: the largest accepted `attempts:`.
-const MAX_ATTEMPTS: usize = 5;
+const MAX_ATTEMPTS: u64 = 5;
 /// DNS servers listen on port 53; resolv.conf has no syntax for another port.
 const DNS_PORT: u16 = 53;
 
 /// A parsed `resolv.conf`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Servers in file order; never empty (Go's default is 127.0.0.1 and ::1).
+    /// Servers in file order; never empty (the local host's, 127.0.0.1 and ::1, when the file
+    /// names none, as in Go).
     pub servers: Vec<SocketAddr>,
     /// Search suffixes, each fully qualified (trailing dot).
     pub search: Vec<String>,
@@ -31,100 +38,68 @@ pub struct Config {
     pub timeout: Duration,
     /// Rounds over all servers.
     pub attempts: usize,
-    /// `options rotate`: start each lookup at the next server.
-    pub rotate: bool,
-    /// `options use-vc` (or `usevc`, `tcp`): query over TCP only.
-    pub use_tcp: bool,
 }
 
 impl Config {
-    /// The configuration Go uses when resolv.conf is missing or unreadable.
-    pub fn missing_file(hostname: Option<&str>) -> Config {
-        let mut conf = Config::base();
-        conf.servers = default_servers();
-        conf.search = default_search(hostname);
-        conf
-    }
-
-    fn base() -> Config {
+    /// Parses the text of a resolv.conf (empty for a missing file). Unknown keywords and
+    /// malformed values are skipped, as Go and glibc do: a resolver must keep working with
+    /// whatever the platform wrote.
+    pub fn parse(text: &str) -> Config {
         // Go's and glibc's defaults: ndots 1, timeout 5 s, attempts 2.
-        Config {
+        let mut conf = Config {
             servers: Vec::new(),
             search: Vec::new(),
             ndots: 1,
             timeout: Duration::from_secs(5),
             attempts: 2,
-            rotate: false,
-            use_tcp: false,
-        }
-    }
-
-    /// Parses the text of a resolv.conf. Unknown keywords and malformed values are skipped, as
-    /// Go and glibc do: a resolver must keep working with whatever the platform wrote.
-    /// `hostname` supplies Go's default search domain when the file has none.
-    pub fn parse(text: &str, hostname: Option<&str>) -> Config {
-        let mut conf = Config::base();
+        };
         for line in text.lines() {
-            // Go treats `;` and `#` as comments only at the start of a line, glibc also
-            // after a value; cutting at either is what both agree on for real files.
-            let line = match line.find(['#', ';']) {
-                Some(i) => &line[..i],
-                None => line,
-            };
             let mut fields = line.split_whitespace();
-            let Some(keyword) = fields.next() else {
-                continue;
-            };
-            match keyword {
-                "nameserver" => {
-                    if let Some(addr) = fields.next().and_then(parse_server)
+            match fields.next() {
+                Some("nameserver") => {
+                    // Names are refused, as in Go: resolving the resolver would need DNS.
+                    if let Some(ip) = fields.next().and_then(|f| f.parse::<IpAddr>().ok())
                         && conf.servers.len() < MAX_SERVERS
                     {
-                        conf.servers.push(addr);
+                        conf.servers.push(SocketAddr::new(ip, DNS_PORT));
                     }
                 }
-                // `domain` and `search` replace each other; the last one wins (resolv.conf(5)).
-                "domain" => {
-                    if let Some(d) = fields.next() {
-                        conf.search = vec![ensure_rooted(d)];
-                    }
-                }
-                "search" => {
+                Some("search") => {
                     conf.search = fields
-                        .map(ensure_rooted)
+                        .map(|s| s.strip_suffix('.').unwrap_or(s).to_string() + ".")
                         // Go drops a lone "." (the root) from the search list.
                         .filter(|s| s != ".")
                         .collect();
                 }
-                "options" => {
-                    for opt in fields {
-                        conf.apply_option(opt);
-                    }
-                }
+                Some("options") => fields.for_each(|opt| conf.apply_option(opt)),
                 _ => {}
             }
         }
         if conf.servers.is_empty() {
-            conf.servers = default_servers();
-        }
-        if conf.search.is_empty() {
-            conf.search = default_search(hostname);
+            conf.servers = vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), DNS_PORT),
+            ];
         }
         conf
     }
 
+    /// `ndots:`, `timeout:` and `attempts:`, clamped like Go and glibc; a value too large for
+    /// any clamp is clamped too, one that is not a number is skipped.
     fn apply_option(&mut self, opt: &str) {
-        if let Some(v) = opt.strip_prefix("ndots:") {
-            self.ndots = leading_number(v).min(MAX_NDOTS as u64) as usize;
-        } else if let Some(v) = opt.strip_prefix("timeout:") {
-            let secs = leading_number(v).clamp(1, MAX_TIMEOUT_SECS);
-            self.timeout = Duration::from_secs(secs);
-        } else if let Some(v) = opt.strip_prefix("attempts:") {
-            self.attempts = leading_number(v).clamp(1, MAX_ATTEMPTS as u64) as usize;
-        } else if opt == "rotate" {
-            self.rotate = true;
-        } else if matches!(opt, "use-vc" | "usevc" | "tcp") {
-            self.use_tcp = true;
+        let Some((name, value)) = opt.split_once(':') else {
+            return;
+        };
+        let n = match parse_decimal(value) {
+            Ok(n) => n,
+            Err(DecimalError::TooLarge) => u64::MAX,
+            Err(DecimalError::NotDigits) => return,
+        };
+        match name {
+            "ndots" => self.ndots = n.min(MAX_NDOTS) as usize,
+            "timeout" => self.timeout = Duration::from_secs(n.clamp(1, MAX_TIMEOUT_SECS)),
+            "attempts" => self.attempts = n.clamp(1, MAX_ATTEMPTS) as usize,
+            _ => {}
         }
     }
 
@@ -156,52 +131,6 @@ impl Config {
             names.push(absolute);
         }
         names
-    }
-}
-
-/// Go's `dtoi` as used for options: the leading decimal digits, saturating; 0 when none.
-fn leading_number(s: &str) -> u64 {
-    s.bytes().take_while(u8::is_ascii_digit).fold(0u64, |n, d| {
-        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    })
-}
-
-/// A `nameserver` value: an IPv4 or IPv6 address, optionally with a numeric zone (`%2`).
-/// Names are refused, as in Go: resolving the resolver would need DNS.
-fn parse_server(s: &str) -> Option<SocketAddr> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, DNS_PORT));
-    }
-    let (addr, zone) = s.split_once('%')?;
-    let ip: Ipv6Addr = addr.parse().ok()?;
-    // Interface names as zones would need if_nametoindex; link-local resolvers are rare
-    // enough in pods that only numeric zones are supported.
-    let scope: u32 = zone.parse().ok()?;
-    Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-        ip, DNS_PORT, 0, scope,
-    )))
-}
-
-fn default_servers() -> Vec<SocketAddr> {
-    vec![
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DNS_PORT),
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), DNS_PORT),
-    ]
-}
-
-/// Go's `dnsDefaultSearch`: the domain part of the hostname, if it has one.
-fn default_search(hostname: Option<&str>) -> Vec<String> {
-    match hostname.and_then(|h| h.split_once('.')) {
-        Some((_, domain)) if !domain.is_empty() => vec![ensure_rooted(domain)],
-        _ => Vec::new(),
-    }
-}
-
-fn ensure_rooted(s: &str) -> String {
-    if s.ends_with('.') {
-        s.to_string()
-    } else {
-        format!("{s}.")
     }
 }
 
@@ -244,7 +173,7 @@ mod tests {
 
     #[test]
     fn pod_resolv_conf_is_parsed() {
-        let c = Config::parse(POD, Some("hello-stateful-0"));
+        let c = Config::parse(POD);
         assert_eq!(c.servers, vec![sock("10.96.0.10:53")]);
         assert_eq!(
             c.search,
@@ -261,80 +190,58 @@ mod tests {
 
     #[test]
     fn empty_file_gets_go_defaults() {
-        let c = Config::parse("", None);
+        let c = Config::parse("");
         assert_eq!(c.servers, vec![sock("127.0.0.1:53"), sock("[::1]:53")]);
         assert!(c.search.is_empty());
         assert_eq!((c.ndots, c.attempts), (1, 2));
-        assert_eq!(Config::missing_file(None), c);
     }
 
     #[test]
     fn at_most_three_servers_ipv4_and_ipv6_names_refused() {
         let text = "nameserver 10.0.0.1\nnameserver dns.example\nnameserver fd00::53\n\
-                    nameserver fe80::1%2\nnameserver 10.0.0.4\n";
-        let c = Config::parse(text, None);
-        let scoped = std::net::SocketAddrV6::new("fe80::1".parse().expect("ipv6"), 53, 0, 2);
+                    nameserver 10.0.0.3\nnameserver 10.0.0.4\n";
+        let c = Config::parse(text);
         assert_eq!(
             c.servers,
             vec![
                 sock("10.0.0.1:53"),
                 sock("[fd00::53]:53"),
-                SocketAddr::V6(scoped)
+                sock("10.0.0.3:53")
             ]
         );
     }
 
     #[test]
-    fn comments_are_ignored() {
-        let text = "# nameserver 10.0.0.9\n; search bad.\nnameserver 10.0.0.1 # trailing\n\
-                    search a.example ; b.example\n";
-        let c = Config::parse(text, None);
+    fn what_a_kubelet_never_writes_is_skipped() {
+        let text = "# nameserver 10.0.0.9\n; search bad.\ndomain c.example\n\
+                    nameserver 10.0.0.1\nnameserver fe80::1%2\nsearch a.example. .\n\
+                    options rotate use-vc edns0 ndots:2\n";
+        let c = Config::parse(text);
         assert_eq!(c.servers, vec![sock("10.0.0.1:53")]);
         assert_eq!(c.search, ["a.example."]);
-    }
-
-    #[test]
-    fn domain_and_search_replace_each_other() {
-        let c = Config::parse("search a.example b.example\ndomain c.example\n", None);
-        assert_eq!(c.search, ["c.example."]);
-        let c = Config::parse("domain c.example\nsearch a.example. .\n", None);
-        assert_eq!(c.search, ["a.example."]);
-    }
-
-    #[test]
-    fn hostname_domain_is_the_default_search() {
-        let c = Config::parse("nameserver 10.0.0.1\n", Some("web-0.corp.example"));
-        assert_eq!(c.search, ["corp.example."]);
-        assert!(Config::parse("", Some("web-0.")).search.is_empty());
+        assert_eq!(c.ndots, 2);
     }
 
     #[test]
     fn options_are_clamped_like_go_and_glibc() {
-        let c = Config::parse(
-            "options ndots:99 timeout:0 attempts:9 rotate use-vc bogus\n",
-            None,
-        );
+        let c = Config::parse("options ndots:99 timeout:0 attempts:9 bogus\n");
         assert_eq!(c.ndots, 15);
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.attempts, 5);
-        assert!(c.rotate && c.use_tcp);
-        let c = Config::parse(
-            "options ndots:0 timeout:99999999999999999999 attempts:x\n",
-            None,
-        );
+        let c = Config::parse("options ndots:0 timeout:99999999999999999999 attempts:x\n");
         assert_eq!(c.ndots, 0);
         assert_eq!(c.timeout, Duration::from_secs(30));
-        assert_eq!(c.attempts, 1);
-        let c = Config::parse("options ndots:3x timeout:2 attempts:3\n", None);
+        assert_eq!(c.attempts, 2, "not a number: skipped");
+        let c = Config::parse("options ndots:3x timeout:2 attempts:3\n");
         assert_eq!(
             (c.ndots, c.timeout, c.attempts),
-            (3, Duration::from_secs(2), 3)
+            (1, Duration::from_secs(2), 3)
         );
     }
 
     #[test]
     fn short_name_tries_search_list_first() {
-        let c = Config::parse(POD, None);
+        let c = Config::parse(POD);
         assert_eq!(
             c.name_list("hello-stateful-service"),
             [
@@ -348,7 +255,7 @@ mod tests {
 
     #[test]
     fn name_with_ndots_dots_is_tried_as_is_first() {
-        let c = Config::parse("search a.example\noptions ndots:2\n", None);
+        let c = Config::parse("search a.example\noptions ndots:2\n");
         assert_eq!(c.name_list("x.y.z"), ["x.y.z.", "x.y.z.a.example."]);
         assert_eq!(c.name_list("x.y"), ["x.y.a.example.", "x.y."]);
         assert_eq!(c.name_list("x"), ["x.a.example.", "x."]);
@@ -356,13 +263,13 @@ mod tests {
 
     #[test]
     fn rooted_name_is_tried_alone() {
-        let c = Config::parse(POD, None);
+        let c = Config::parse(POD);
         assert_eq!(c.name_list("svc.example."), ["svc.example."]);
     }
 
     #[test]
     fn overlong_names_are_dropped() {
-        let c = Config::parse("search example.com\n", None);
+        let c = Config::parse("search example.com\n");
         let long = "a".repeat(250);
         assert_eq!(c.name_list(&long), [format!("{long}.")]);
         assert!(c.name_list(&"a".repeat(255)).is_empty());

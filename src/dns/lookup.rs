@@ -47,7 +47,6 @@ pub fn lookup(
     name: &str,
     qtype: u16,
     deadline: Instant,
-    server_offset: usize,
 ) -> Result<Answered, LookupError> {
     let names = if is_domain_name(name) {
         conf.name_list(name)
@@ -57,7 +56,7 @@ pub fn lookup(
     };
     let mut first_failure = None;
     for fqdn in &names {
-        match try_one_name(conf, fqdn, qtype, deadline, server_offset) {
+        match try_one_name(conf, fqdn, qtype, deadline) {
             Ok(answered) => return Ok(answered),
             Err(failure) => {
                 log::debug!("lookup {fqdn} type {qtype}: {}", failure.reason);
@@ -78,25 +77,21 @@ fn try_one_name(
     fqdn: &str,
     qtype: u16,
     deadline: Instant,
-    server_offset: usize,
 ) -> Result<Answered, Failure> {
-    let servers = &conf.servers;
     let mut last = Failure::new(ErrorKind::Timeout, "i/o timeout");
     for _ in 0..conf.attempts {
-        for j in 0..servers.len() {
+        for &server in &conf.servers {
             if Instant::now() >= deadline {
                 return Err(Failure::new(ErrorKind::Timeout, "i/o timeout"));
             }
-            let server = servers[(server_offset + j) % servers.len()];
-            let reply =
-                match query::exchange(server, fqdn, qtype, conf.timeout, deadline, conf.use_tcp) {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        last = exchange_failure(&e);
-                        log::debug!("lookup {fqdn} on {server}: {e}");
-                        continue;
-                    }
-                };
+            let reply = match query::exchange(server, fqdn, qtype, conf.timeout, deadline) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    last = exchange_failure(&e);
+                    log::debug!("lookup {fqdn} on {server}: {e}");
+                    continue;
+                }
+            };
             let message = reply.message;
             match check(&message, qtype) {
                 Ok(()) => {
@@ -176,11 +171,11 @@ fn exchange_failure(e: &ExchangeError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::query::tests::fake_udp;
     use crate::dns::wire::tests::{Builder, srv_rdata};
     use crate::dns::wire::{self, TYPE_A};
-    use std::net::{SocketAddr, UdpSocket};
+    use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
-    use std::thread;
     use std::time::Duration;
 
     /// A fake server answering per question name: NXDOMAIN for names in `nx`, SERVFAIL for
@@ -190,37 +185,28 @@ mod tests {
         fail: &'static [&str],
         ok: &'static str,
     ) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let addr = sock.local_addr().expect("addr");
         let asked = Arc::new(Mutex::new(Vec::new()));
         let log = asked.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                let Ok((h, q)) = wire::parse_head(&buf[..n]) else {
-                    continue;
-                };
-                log.lock().expect("log").push(q.name.clone());
-                let reply = if nx.contains(&q.name.as_str()) {
-                    Builder::reply(h.id, 0x8583, &q.name, q.qtype, [0, 0, 0]).buf
-                } else if fail.contains(&q.name.as_str()) {
-                    Builder::reply(h.id, 0x8182, &q.name, q.qtype, [0, 0, 0]).buf
-                } else if q.name == ok {
-                    let mut b = Builder::reply(h.id, 0x8580, &q.name, q.qtype, [1, 0, 0]);
-                    b.rr_ptr_owner(TYPE_SRV, 5, &srv_rdata(0, 100, 8000, "web-0.svc.example."));
-                    b.buf
-                } else {
-                    Builder::reply(h.id, 0x8185, &q.name, q.qtype, [0, 0, 0]).buf
-                };
-                // The client may have given up; its assertions report that.
-                let _ = sock.send_to(&reply, peer);
-            }
+        let addr = fake_udp(move |id, q| {
+            log.lock().expect("log").push(q.name.clone());
+            let reply = if nx.contains(&q.name.as_str()) {
+                Builder::reply(id, 0x8583, &q.name, q.qtype, [0, 0, 0]).buf
+            } else if fail.contains(&q.name.as_str()) {
+                Builder::reply(id, 0x8182, &q.name, q.qtype, [0, 0, 0]).buf
+            } else if q.name == ok {
+                let mut b = Builder::reply(id, 0x8580, &q.name, q.qtype, [1, 0, 0]);
+                b.rr_ptr_owner(TYPE_SRV, 5, &srv_rdata(0, 100, 8000, "web-0.svc.example."));
+                b.buf
+            } else {
+                Builder::reply(id, 0x8185, &q.name, q.qtype, [0, 0, 0]).buf
+            };
+            vec![reply]
         });
         (addr, asked)
     }
 
     fn conf(server: SocketAddr, search: &[&str], ndots: usize) -> Config {
-        let mut c = Config::parse("", None);
+        let mut c = Config::parse("");
         c.servers = vec![server];
         c.search = search.iter().map(|s| format!("{s}.")).collect();
         c.ndots = ndots;
@@ -236,7 +222,7 @@ mod tests {
     fn next_name_after_nxdomain_and_servfail() {
         let (addr, asked) = fake(&["web.a.example."], &["web.b.example."], "web.c.example.");
         let c = conf(addr, &["a.example", "b.example", "c.example"], 5);
-        let answered = lookup(&c, "web", TYPE_SRV, soon(), 0).expect("third name answers");
+        let answered = lookup(&c, "web", TYPE_SRV, soon()).expect("third name answers");
         assert_eq!(answered.message.answers[0].name, "web.c.example.");
         assert!(!answered.truncated);
         let asked = asked.lock().expect("log").clone();
@@ -257,7 +243,7 @@ mod tests {
         let (addr, _) = fake(&["web.a.example."], &[], "none.");
         let c = conf(addr, &["a.example"], 5);
         // "web.a.example." is NXDOMAIN, then "web." is REFUSED (server misbehaving).
-        let err = lookup(&c, "web", TYPE_SRV, soon(), 0).expect_err("fails");
+        let err = lookup(&c, "web", TYPE_SRV, soon()).expect_err("fails");
         assert_eq!(err.to_string(), "lookup web: no such host");
         assert_eq!(err.kind(), ErrorKind::NoSuchHost);
     }
@@ -266,7 +252,7 @@ mod tests {
     fn no_records_is_its_own_error() {
         let (addr, _) = fake(&[], &[], "web.");
         let c = conf(addr, &[], 1);
-        let err = lookup(&c, "web.", TYPE_A, soon(), 0).expect_err("no A records");
+        let err = lookup(&c, "web.", TYPE_A, soon()).expect_err("no A records");
         assert_eq!(err.to_string(), "lookup web.: no A records");
         assert!(err.is_not_found());
     }
@@ -275,7 +261,7 @@ mod tests {
     fn invalid_names_are_no_such_host_without_a_query() {
         let (addr, asked) = fake(&[], &[], "x.");
         let c = conf(addr, &[], 1);
-        let err = lookup(&c, "bad name", TYPE_SRV, soon(), 0).expect_err("invalid");
+        let err = lookup(&c, "bad name", TYPE_SRV, soon()).expect_err("invalid");
         assert_eq!(err.to_string(), "lookup bad name: no such host");
         assert!(asked.lock().expect("log").is_empty());
     }
@@ -284,7 +270,7 @@ mod tests {
     fn passed_deadline_fails_every_name_at_once() {
         let (addr, asked) = fake(&[], &[], "x.");
         let c = conf(addr, &["a.example"], 5);
-        let err = lookup(&c, "web", TYPE_SRV, Instant::now(), 0).expect_err("no time");
+        let err = lookup(&c, "web", TYPE_SRV, Instant::now()).expect_err("no time");
         assert_eq!(err.to_string(), "lookup web: i/o timeout");
         assert!(asked.lock().expect("log").is_empty());
     }

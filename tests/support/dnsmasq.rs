@@ -24,9 +24,49 @@ pub const POD_SEARCH: &str = "search default.svc.cluster.local svc.cluster.local
 /// The headless Service's fully qualified name, whose SRV records list the pods.
 pub const SERVICE: &str = "hello-stateful-service.default.svc.cluster.local";
 
-/// Pod `i`'s DNS name under the Service, as its SRV record targets it.
+/// Pod `i`'s DNS name under the Service.
 pub fn pod_name(i: usize) -> String {
     format!("hello-stateful-{i}.{SERVICE}")
+}
+
+/// Pod `i`'s name as its SRV record targets it and `/get` and `/cluster` show it: fully
+/// qualified, with the final dot.
+pub fn pod_target(i: usize) -> String {
+    format!("{}.", pod_name(i))
+}
+
+/// Pod `i`'s address in the tests whose pods are not servers of their own: 10.244.0.<i+1>.
+pub fn pod_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, 0, i as u8 + 1)
+}
+
+/// dnsmasq options for the headless Service with pods `ordinals` on port 8000, with A records
+/// at [`pod_ip`] when `with_a`, as CoreDNS has them.
+pub fn pod_records(ordinals: &[usize], with_a: bool) -> Vec<String> {
+    pod_records_at(ordinals, 8000, |i| with_a.then(|| pod_ip(i)))
+}
+
+/// dnsmasq options for the headless Service: one SRV record per pod in `ordinals` (in that
+/// order, which is the order dnsmasq answers in) at `port`, weighted as Kubernetes does
+/// (`floor(100/n)`), and an A record for each pod that `address` gives one. The zone is served
+/// as its authority, so names outside the records are NXDOMAIN rather than forwarded.
+pub fn pod_records_at(
+    ordinals: &[usize],
+    port: u16,
+    address: impl Fn(usize) -> Option<Ipv4Addr>,
+) -> Vec<String> {
+    let mut options = vec!["local=/cluster.local/".to_string()];
+    for &i in ordinals {
+        let weight = 100 / ordinals.len();
+        options.push(format!(
+            "srv-host={SERVICE},{},{port},0,{weight}",
+            pod_name(i)
+        ));
+        if let Some(ip) = address(i) {
+            options.push(format!("host-record={},{ip}", pod_name(i)));
+        }
+    }
+    options
 }
 
 /// Whether tests that need dnsmasq and port 53 can run. Prints `SKIPPED: <test>: <why>` and

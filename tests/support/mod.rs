@@ -1,35 +1,17 @@
 //! Shared fixtures for the integration tests: the real binary (`server`), a real dnsmasq
-//! (`dnsmasq`), and what both need.
+//! (`dnsmasq`), hand-rolled DNS servers (`fake_dns`), and what they all need.
 #![allow(dead_code)] // each test file uses a different part of the fixtures
 
 pub mod dnsmasq;
+pub mod fake_dns;
 pub mod server;
+mod temp_dir;
 
-use std::path::{Path, PathBuf};
+pub use temp_dir::TempDir;
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("hello-stateful-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir); // a leftover of an earlier run, if any
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0); // best effort: it is under the temp dir
-    }
+/// This machine's hostname: the one every server a test starts greets with.
+pub fn hostname() -> String {
+    dns_lookup::get_hostname().expect("hostname")
 }
 
 pub fn is_root() -> bool {

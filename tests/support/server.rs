@@ -212,9 +212,7 @@ pub fn try_request(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> std::io::Result<Reply> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut head = String::new();
     if !headers.iter().any(|(k, _)| {
         k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
     }) {
@@ -223,10 +221,39 @@ pub fn try_request(
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str("\r\n");
+    let mut stream = send(addr, method, path, &head, body)?;
+    read_reply(&mut stream, method == "HEAD")
+}
+
+/// `HEAD path` on a new connection, read until the server closes it: the reply, and whatever
+/// came after its head (nothing, from a server that answers HEAD as it should).
+pub fn head(addr: SocketAddr, path: &str) -> (Reply, Vec<u8>) {
+    let exchange = || {
+        let mut stream = send(addr, "HEAD", path, "", b"")?;
+        let reply = read_reply(&mut stream, true)?;
+        let mut after = Vec::new();
+        stream.read_to_end(&mut after)?;
+        Ok::<_, std::io::Error>((reply, after))
+    };
+    exchange().unwrap_or_else(|e| panic!("HEAD {path}: {e}"))
+}
+
+/// Connects, with a 10 s bound on every read, and sends the request: `headers` are lines
+/// ending in CRLF, after `Host` and `Connection: close`.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> std::io::Result<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{headers}\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
-    read_reply(&mut stream, method == "HEAD")
+    Ok(stream)
 }
 
 /// Reads one response (Content-Length framed) from the stream.

@@ -1,0 +1,3 @@
+module hello-stateful-seed
+
+go 1.19

@@ -2,6 +2,7 @@
 image run as a StatefulSet emulated on this machine (emulation.py), with every value taken from
 the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`)."""
 
+import json
 import os
 import random
 import re
@@ -16,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifests  # noqa: E402
-from emulation import Cluster, ZONE, DNS_TTL, http, log, sh, RUN  # noqa: E402
+from emulation import Cluster, ZONE, DNS_TTL, http, request, log, sh, RUN  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -101,7 +102,7 @@ class E2E:
         got = self.c.proxy(pod.name, "POST", "/store", body.encode())
         want = (200, f"hello from v2:{pod.name}".encode())
         if got != want:
-            raise Failed(f"POST /store to {pod.name} through the kubectl proxy stand-in: "
+            raise Failed(f"POST /store to {pod.name} through kubectl proxy: "
                          f"expected {want!r}, got {got!r}")
 
     def shown(self, data):
@@ -141,17 +142,57 @@ class E2E:
 
     # ----- scenarios -----
 
+    def proxy_answers(self):
+        """The pod proxy past the README's flows: the pod's own answers come back unchanged;
+        the API server answers itself when there is no pod to ask."""
+        pod = self.c.pods[0]
+        direct_port = self.app.proxy_port
+        asks = (("GET", "/no/such%20path", None), ("POST", "/data", b"x"), ("HEAD", "/data", None),
+                ("GET", "/healthz?probe=1&x=%2F", None))
+        for method, path, body in asks:
+            got = self.c.proxy_full(pod.name, method, path, body)
+            want = request(pod.ip, direct_port, method, path, body)
+            headers = ("Content-Type", "Content-Length", "Allow")
+            equal((got[0], [got[1].get(h) for h in headers], got[2]),
+                  (want[0], [want[1].get(h) for h in headers], want[2]),
+                  f"{method} .../proxy{path} through kubectl proxy: the pod's own answer "
+                  f"({want[0]}; {', '.join(h for h in headers if want[1].get(h))}; body)")
+            equal(self.c.api.forwarded[-1], (method, pod.name, path),
+                  "the pod was asked for exactly that path and query string")
+        status, headers, _ = self.c.proxy_full(pod.name, "GET", "?x=1")
+        equal((status, headers.get("Location")), (301, self.c.proxy_path(pod.name, "/?x=1")),
+              "GET .../proxy (no slash) is redirected to .../proxy/, the query kept")
+        gone = self.app.pod_name(max(self.c.pods) + 1)
+        self.expect_status(self.c.proxy(gone, "GET", "/get"), 404, "NotFound",
+                           f'pods "{gone}" not found', f"GET .../pods/{gone}/proxy/get (no pod)")
+        closed = next(p for p in range(1, 1024) if p not in {port for _, port in self.app.ports})
+        self.expect_status(
+            self.c.proxy(f"{pod.name}:{closed}", "GET", "/"), 503, "ServiceUnavailable",
+            f"error trying to reach service: dial tcp {pod.ip}:{closed}: connect: connection "
+            "refused", f"GET .../pods/{pod.name}:{closed}/proxy/ (a port nothing listens on)")
+
+    def expect_status(self, got, code, reason, message, what):
+        """The API server's own answer: a Status object with this code, reason and message."""
+        status, body = got
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            obj = {"not JSON": body}
+        equal((status, obj.get("kind"), obj.get("code"), obj.get("reason"), obj.get("message")),
+              (code, "Status", code, reason, message), f"{what}: {code} {message}")
+
     def s1_seed_flows(self):
         pod0 = self.c.pods[0]
         for path, body in (("/store", "seed-store;"), ("/", "seed-root;")):
             before = self.c.file_bytes(0)
             got = self.c.proxy(pod0.name, "POST", path, body.encode())
             equal(got, (200, f"hello from v2:{pod0.name}".encode()),
-                  f"POST .../pods/{pod0.name}/proxy{path} -d {body} through the kubectl proxy")
+                  f"POST .../pods/{pod0.name}/proxy{path} -d {body} through kubectl proxy")
             equal(self.c.file_bytes(0), before + body.encode(),
                   f"{pod0.name}'s data file gained exactly the body")
         equal(self.c.proxy(pod0.name, "GET", "/data"), (200, self.c.file_bytes(0)),
               f"GET .../pods/{pod0.name}/proxy/data is the data file")
+        self.proxy_answers()
         for comp in self.c.routes:
             print(f"  -- through the {comp} component: "
                   + "; ".join(r.desc for r in self.c.routes[comp]))
@@ -208,7 +249,15 @@ class E2E:
                f"{pod.name} holds {len(before[1])} bytes before it is deleted")
         code, took = self.c.delete_pod(i)
         equal(code, 0, f"deleted {pod.name}: exit status after SIGTERM ({max(took, 0):.2f} s)")
-        pod = self.c.create_pod(i)
+        self.expect_status(self.c.proxy(pod.name, "GET", "/data"), 404, "NotFound",
+                           f'pods "{pod.name}" not found',
+                           f"GET .../pods/{pod.name}/proxy/data while it does not exist")
+
+        def pending(p):
+            self.expect_status(self.c.proxy(p.name, "GET", "/data"), 400, "BadRequest",
+                               "address not allowed",
+                               f"GET .../pods/{p.name}/proxy/data before it has an address")
+        pod = self.c.create_pod(i, before_start=pending)
         log(f"{pod.name} created again with the same volume, now at {pod.ip}")
         equal(self.c.proxy(pod.name, "GET", "/data"), before,
               f"{pod.name}'s /data after the restart is byte for byte what it was")
@@ -413,7 +462,7 @@ def main():
             return 1
         e = E2E(cluster)
         scenarios = [
-            ("1 seed flows: kubectl proxy store, /stateful/get through each ingress",
+            ("1 seed flows: the real kubectl proxy, /stateful/get through each ingress",
              e.s1_seed_flows),
             ("2 identity: hostname, DNS name, resolver, user", e.s2_identity),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),

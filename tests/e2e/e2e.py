@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import string
@@ -14,12 +15,16 @@ import sys
 import tempfile
 import threading
 import time
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifests  # noqa: E402
 from emulation import Cluster, ZONE, DNS_TTL, http, request, log, sh, RUN  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Where the README's examples reach `kubectl proxy` (its default port) and the ingress.
+README_PROXY = "localhost:8001"
+README_INGRESS = "http://localhost"
 
 
 class Failed(Exception):
@@ -48,6 +53,48 @@ def natural(name):
 
 def token(prefix):
     return f"{prefix}-{''.join(random.choices(string.ascii_lowercase, k=6))};"
+
+
+def readme_example(what, match):
+    """The lines of the README's first ```sh block for which match(lines) holds, and the block
+    after it when that is ```text (what the commands print), else None."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```$", f.read(), re.M | re.S)
+    for (lang, text), after in zip(blocks, blocks[1:] + [("", "")]):
+        if lang == "sh" and match(text.splitlines()):
+            return text.splitlines(), (after[1].encode() if after[0] == "text" else None)
+    raise Failed(f"the README has no ```sh block {what}")
+
+
+def run_readme_curl(line, address, port):
+    """stdout of one `curl` line of the README, run as written but with the emulation's `port`
+    on loopback for the one in the README's `address`."""
+    args = shlex.split(line)
+    urls = [i for i, a in enumerate(args) if a.startswith(address + "/")]
+    if args[0] != "curl" or len(urls) != 1:
+        raise Failed(f"README line {line!r}: not a curl to {address}/...")
+    host = urlsplit(address if "//" in address else "//" + address).hostname
+    actual = re.sub(r"(:\d+)?$", f":{port}", address, count=1)
+    args[urls[0]] = actual + args[urls[0]][len(address):]
+    # Silent progress, no proxy from the environment, a deadline, and the README's host pinned
+    # to 127.0.0.1, where the emulation listens: none of it changes the request.
+    out = subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "30",
+                          "--resolve", f"{host}:{port}:127.0.0.1"] + args[1:],
+                         capture_output=True, timeout=40)
+    if out.returncode != 0:
+        raise Failed(f"{line}: curl exit {out.returncode}: {out.stderr.decode().strip()}")
+    return out.stdout
+
+
+def as_shown(outputs):
+    """Command outputs as the README shows them: each starts on a line of its own."""
+    return b"".join(o if o.endswith(b"\n") else o + b"\n" for o in outputs)
+
+
+def posted(line):
+    """The body a README `curl ... -d <body>` line posts, or None."""
+    args = shlex.split(line)
+    return args[args.index("-d") + 1].encode() if "-d" in args else None
 
 
 class E2E:
@@ -142,6 +189,59 @@ class E2E:
 
     # ----- scenarios -----
 
+    def readme_flows(self):
+        """The README's `kubectl proxy` examples, run with curl as written, on the fresh
+        StatefulSet the README assumes: what they print is what the README shows."""
+        proxy_port = self.c.proxy_port
+        lines, shown = readme_example(
+            "that starts `kubectl proxy &`", lambda ls: ls[:1] == ["kubectl proxy &"])
+        curls = lines[1:]
+        outputs = [run_readme_curl(line, README_PROXY, proxy_port) for line in curls]
+        equal(as_shown(outputs), shown,
+              f"the README's {len(curls)} kubectl proxy commands print what it shows, through the "
+              "real kubectl proxy")
+        for line in curls:
+            print(f"       {line}")
+        pod = re.search(r"/pods/([^/]+)/proxy/", curls[0]).group(1)
+        ordinal = {p.name: i for i, p in self.c.pods.items()}.get(pod)
+        if ordinal is None:
+            raise Failed(f"the README's example asks {pod}, which the StatefulSet does not have")
+        equal(self.c.file_bytes(ordinal), b"".join(posted(line) for line in curls
+                                                   if posted(line) and f"/pods/{pod}/" in line),
+              f"{pod}'s data file on its volume is the bodies posted, in order")
+        # "after the stores above": the README's store through the ingress, then /cluster.
+        store, _ = readme_example(f"with a store through {README_INGRESS}",
+                                  lambda ls: any(README_INGRESS + "/stateful/store" in line
+                                                 for line in ls))
+        store = next(line for line in store if "/stateful/store" in line)
+        reply = run_readme_curl(store, README_INGRESS, self.c.ports["nginx"])
+        m = re.fullmatch(rb"hello from v2:(\S+)", reply)
+        expect(m and m.group(1).decode() in {p.name for p in self.c.ready_pods()},
+               f"{store} (the nginx component) answers 'hello from v2:<a ready pod>'", reply)
+        lines, shown = readme_example(
+            "that starts with a kubectl proxy /cluster",
+            lambda ls: bool(ls) and ls[0].startswith(f"curl {README_PROXY}/")
+            and ls[0].endswith("/proxy/cluster"))
+        page = run_readme_curl(lines[0], README_PROXY, proxy_port)
+        asked = re.search(r"/pods/([^/]+)/proxy/", lines[0]).group(1)
+        hit = self.check_cluster((200, page), f"{lines[0]} through the real kubectl proxy")
+        equal(hit, asked, "the page is from the pod asked")
+        # The ingress chose the pod that took the README's store (the README shows it on
+        # hello-stateful-1); with the body on that pod's line, the page is the README's.
+        body = posted(store)
+        landed = next(p for p in self.c.ready_pods() if p.name == m[1].decode())
+        lines = shown.split(b"\n")
+        held = [k for k, line in enumerate(lines) if line.startswith(b"- ") and line.endswith(body)]
+        to = [k for k, line in enumerate(lines)
+              if line.startswith(f"- {landed.fqdn(self.app)}: ".encode())]
+        if len(held) != 1 or len(to) != 1:
+            raise Failed(f"the README's /cluster page has no one line ending in {body!r}, or no "
+                         f"one line for {landed.name}: {shown!r}")
+        lines[held[0]] = lines[held[0]][:-len(body)]
+        lines[to[0]] += body
+        equal(page, b"\n".join(lines), f"with {body.decode()!r} on the line of {landed.name}, "
+              "which took it, the page is the one the README shows")
+
     def proxy_answers(self):
         """The pod proxy past the README's flows: the pod's own answers come back unchanged;
         the API server answers itself when there is no pod to ask."""
@@ -182,16 +282,7 @@ class E2E:
               (code, "Status", code, reason, message), f"{what}: {code} {message}")
 
     def s1_seed_flows(self):
-        pod0 = self.c.pods[0]
-        for path, body in (("/store", "seed-store;"), ("/", "seed-root;")):
-            before = self.c.file_bytes(0)
-            got = self.c.proxy(pod0.name, "POST", path, body.encode())
-            equal(got, (200, f"hello from v2:{pod0.name}".encode()),
-                  f"POST .../pods/{pod0.name}/proxy{path} -d {body} through kubectl proxy")
-            equal(self.c.file_bytes(0), before + body.encode(),
-                  f"{pod0.name}'s data file gained exactly the body")
-        equal(self.c.proxy(pod0.name, "GET", "/data"), (200, self.c.file_bytes(0)),
-              f"GET .../pods/{pod0.name}/proxy/data is the data file")
+        self.readme_flows()
         self.proxy_answers()
         for comp in self.c.routes:
             print(f"  -- through the {comp} component: "
@@ -462,7 +553,7 @@ def main():
             return 1
         e = E2E(cluster)
         scenarios = [
-            ("1 seed flows: the real kubectl proxy, /stateful/get through each ingress",
+            ("1 seed flows: the README's through the real kubectl proxy, each ingress",
              e.s1_seed_flows),
             ("2 identity: hostname, DNS name, resolver, user", e.s2_identity),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),

@@ -596,6 +596,9 @@ def main():
 
 
 if __name__ == "__main__":
+    # A process group of its own: what the harness starts stays in it, so the run script can end
+    # whatever is left if the harness is killed before its own cleanup.
+    os.setpgid(0, 0)
     # SIGTERM (CI timeout, Ctrl-C from make) unwinds through the cleanup above.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

@@ -53,7 +53,7 @@ RUN = ["podman", "--runtime", "runc", "run", "--ulimit", "nofile=1024:1024",
 
 def _die_with_parent():
     # PR_SET_PDEATHSIG: dnsmasq, nginx and kubectl proxy get SIGTERM if the harness dies without
-    # cleaning up.
+    # cleaning up (the run script also ends what is left in the harness's process group).
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 

@@ -1,6 +1,8 @@
-"""hello-stateful end to end: the scenarios of issue 4 (and /cluster of issue 6) against the real
-image run as a StatefulSet emulated on this machine (emulation.py), with every value taken from
-the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`)."""
+"""hello-stateful end to end: the README's flows, through the real `kubectl proxy` and each
+ingress component, and what a StatefulSet promises (stable names and storage, ordered scaling,
+rolling restarts without lost writes, peer discovery, every pod's data on /cluster), against the
+real image run as a StatefulSet emulated on this machine (emulation.py), with every value taken
+from the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`)."""
 
 import json
 import os
@@ -557,8 +559,7 @@ def main():
              e.s1_seed_flows),
             ("2 identity: hostname, DNS name, resolver, user", e.s2_identity),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),
-            ("issue 6 /cluster: every pod's data; stalled, stopped, overfilled peers",
-             e.s7_cluster),
+            ("7 /cluster: every pod's data; stalled, stopped, overfilled peers", e.s7_cluster),
             ("4 scaling 3 -> 5 -> 2 -> 3 in ordinal order, volumes kept", e.s4_scaling),
             ("5 rolling restart under load: no acknowledged write lost", e.s5_rolling_restart),
             ("6 peer discovery at scale: 100 endpoints over TCP", e.s6_peer_discovery_at_scale),

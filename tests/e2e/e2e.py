@@ -148,11 +148,17 @@ class E2E:
             time.sleep(wait)
 
     def store_proxy(self, pod, body):
+        before = self.c.file_bytes(pod.i)
         got = self.c.proxy(pod.name, "POST", "/store", body.encode())
         want = (200, f"hello from v2:{pod.name}".encode())
         if got != want:
             raise Failed(f"POST /store to {pod.name} through kubectl proxy: "
                          f"expected {want!r}, got {got!r}")
+        # The greeting is the same whatever was stored: the file says whether the body arrived.
+        after = self.c.file_bytes(pod.i)
+        if after != before + body.encode():
+            raise Failed(f"POST /store to {pod.name} through kubectl proxy: its data file gained "
+                         f"{after[len(before):]!r}, not the body {body!r}")
 
     def shown(self, data):
         if len(data) <= self.cap:

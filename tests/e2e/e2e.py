@@ -1,10 +1,14 @@
-"""hello-stateful end to end: the scenarios of issue 4 (and /cluster of issue 6) against the real
-image run as a StatefulSet emulated on this machine (emulation.py), with every value taken from
-the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`)."""
+"""hello-stateful end to end: the README's flows, through the real `kubectl proxy` and each
+ingress component, and what a StatefulSet promises (stable names and storage, ordered scaling,
+rolling restarts without lost writes, peer discovery, every pod's data on /cluster), against the
+real image run as a StatefulSet emulated on this machine (emulation.py), with every value taken
+from the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`)."""
 
+import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import string
@@ -13,12 +17,16 @@ import sys
 import tempfile
 import threading
 import time
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifests  # noqa: E402
-from emulation import Cluster, ZONE, DNS_TTL, http, log, sh, RUN  # noqa: E402
+from emulation import Cluster, ZONE, DNS_TTL, http, request, log, sh, RUN  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Where the README's examples reach `kubectl proxy` (its default port) and the ingress.
+README_PROXY = "localhost:8001"
+README_INGRESS = "http://localhost"
 
 
 class Failed(Exception):
@@ -47,6 +55,48 @@ def natural(name):
 
 def token(prefix):
     return f"{prefix}-{''.join(random.choices(string.ascii_lowercase, k=6))};"
+
+
+def readme_example(what, match):
+    """The lines of the README's first ```sh block for which match(lines) holds, and the block
+    after it when that is ```text (what the commands print), else None."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        blocks = re.findall(r"^```(\w*)\n(.*?)^```$", f.read(), re.M | re.S)
+    for (lang, text), after in zip(blocks, blocks[1:] + [("", "")]):
+        if lang == "sh" and match(text.splitlines()):
+            return text.splitlines(), (after[1].encode() if after[0] == "text" else None)
+    raise Failed(f"the README has no ```sh block {what}")
+
+
+def run_readme_curl(line, address, port):
+    """stdout of one `curl` line of the README, run as written but with the emulation's `port`
+    on loopback for the one in the README's `address`."""
+    args = shlex.split(line)
+    urls = [i for i, a in enumerate(args) if a.startswith(address + "/")]
+    if args[0] != "curl" or len(urls) != 1:
+        raise Failed(f"README line {line!r}: not a curl to {address}/...")
+    host = urlsplit(address if "//" in address else "//" + address).hostname
+    actual = re.sub(r"(:\d+)?$", f":{port}", address, count=1)
+    args[urls[0]] = actual + args[urls[0]][len(address):]
+    # Silent progress, no proxy from the environment, a deadline, and the README's host pinned
+    # to 127.0.0.1, where the emulation listens: none of it changes the request.
+    out = subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "30",
+                          "--resolve", f"{host}:{port}:127.0.0.1"] + args[1:],
+                         capture_output=True, timeout=40)
+    if out.returncode != 0:
+        raise Failed(f"{line}: curl exit {out.returncode}: {out.stderr.decode().strip()}")
+    return out.stdout
+
+
+def as_shown(outputs):
+    """Command outputs as the README shows them: each starts on a line of its own."""
+    return b"".join(o if o.endswith(b"\n") else o + b"\n" for o in outputs)
+
+
+def posted(line):
+    """The body a README `curl ... -d <body>` line posts, or None."""
+    args = shlex.split(line)
+    return args[args.index("-d") + 1].encode() if "-d" in args else None
 
 
 class E2E:
@@ -98,11 +148,17 @@ class E2E:
             time.sleep(wait)
 
     def store_proxy(self, pod, body):
+        before = self.c.file_bytes(pod.i)
         got = self.c.proxy(pod.name, "POST", "/store", body.encode())
         want = (200, f"hello from v2:{pod.name}".encode())
         if got != want:
-            raise Failed(f"POST /store to {pod.name} through the kubectl proxy stand-in: "
+            raise Failed(f"POST /store to {pod.name} through kubectl proxy: "
                          f"expected {want!r}, got {got!r}")
+        # The greeting is the same whatever was stored: the file says whether the body arrived.
+        after = self.c.file_bytes(pod.i)
+        if after != before + body.encode():
+            raise Failed(f"POST /store to {pod.name} through kubectl proxy: its data file gained "
+                         f"{after[len(before):]!r}, not the body {body!r}")
 
     def shown(self, data):
         if len(data) <= self.cap:
@@ -141,17 +197,101 @@ class E2E:
 
     # ----- scenarios -----
 
+    def readme_flows(self):
+        """The README's `kubectl proxy` examples, run with curl as written, on the fresh
+        StatefulSet the README assumes: what they print is what the README shows."""
+        proxy_port = self.c.proxy_port
+        lines, shown = readme_example(
+            "that starts `kubectl proxy &`", lambda ls: ls[:1] == ["kubectl proxy &"])
+        curls = lines[1:]
+        outputs = [run_readme_curl(line, README_PROXY, proxy_port) for line in curls]
+        equal(as_shown(outputs), shown,
+              f"the README's {len(curls)} kubectl proxy commands print what it shows, through the "
+              "real kubectl proxy")
+        for line in curls:
+            print(f"       {line}")
+        pod = re.search(r"/pods/([^/]+)/proxy/", curls[0]).group(1)
+        ordinal = {p.name: i for i, p in self.c.pods.items()}.get(pod)
+        if ordinal is None:
+            raise Failed(f"the README's example asks {pod}, which the StatefulSet does not have")
+        equal(self.c.file_bytes(ordinal), b"".join(posted(line) for line in curls
+                                                   if posted(line) and f"/pods/{pod}/" in line),
+              f"{pod}'s data file on its volume is the bodies posted, in order")
+        # "after the stores above": the README's store through the ingress, then /cluster.
+        store, _ = readme_example(f"with a store through {README_INGRESS}",
+                                  lambda ls: any(README_INGRESS + "/stateful/store" in line
+                                                 for line in ls))
+        store = next(line for line in store if "/stateful/store" in line)
+        reply = run_readme_curl(store, README_INGRESS, self.c.ports["nginx"])
+        m = re.fullmatch(rb"hello from v2:(\S+)", reply)
+        expect(m and m.group(1).decode() in {p.name for p in self.c.ready_pods()},
+               f"{store} (the nginx component) answers 'hello from v2:<a ready pod>'", reply)
+        lines, shown = readme_example(
+            "that starts with a kubectl proxy /cluster",
+            lambda ls: bool(ls) and ls[0].startswith(f"curl {README_PROXY}/")
+            and ls[0].endswith("/proxy/cluster"))
+        page = run_readme_curl(lines[0], README_PROXY, proxy_port)
+        asked = re.search(r"/pods/([^/]+)/proxy/", lines[0]).group(1)
+        hit = self.check_cluster((200, page), f"{lines[0]} through the real kubectl proxy")
+        equal(hit, asked, "the page is from the pod asked")
+        # The ingress chose the pod that took the README's store (the README shows it on
+        # hello-stateful-1); with the body on that pod's line, the page is the README's.
+        body = posted(store)
+        landed = next(p for p in self.c.ready_pods() if p.name == m[1].decode())
+        lines = shown.split(b"\n")
+        held = [k for k, line in enumerate(lines) if line.startswith(b"- ") and line.endswith(body)]
+        to = [k for k, line in enumerate(lines)
+              if line.startswith(f"- {landed.fqdn(self.app)}: ".encode())]
+        if len(held) != 1 or len(to) != 1:
+            raise Failed(f"the README's /cluster page has no one line ending in {body!r}, or no "
+                         f"one line for {landed.name}: {shown!r}")
+        lines[held[0]] = lines[held[0]][:-len(body)]
+        lines[to[0]] += body
+        equal(page, b"\n".join(lines), f"with {body.decode()!r} on the line of {landed.name}, "
+              "which took it, the page is the one the README shows")
+
+    def proxy_answers(self):
+        """The pod proxy past the README's flows: the pod's own answers come back unchanged;
+        the API server answers itself when there is no pod to ask."""
+        pod = self.c.pods[0]
+        direct_port = self.app.proxy_port
+        asks = (("GET", "/no/such%20path", None), ("POST", "/data", b"x"), ("HEAD", "/data", None),
+                ("GET", "/healthz?probe=1&x=%2F", None))
+        for method, path, body in asks:
+            got = self.c.proxy_full(pod.name, method, path, body)
+            want = request(pod.ip, direct_port, method, path, body)
+            headers = ("Content-Type", "Content-Length", "Allow")
+            equal((got[0], [got[1].get(h) for h in headers], got[2]),
+                  (want[0], [want[1].get(h) for h in headers], want[2]),
+                  f"{method} .../proxy{path} through kubectl proxy: the pod's own answer "
+                  f"({want[0]}; {', '.join(h for h in headers if want[1].get(h))}; body)")
+            equal(self.c.api.forwarded[-1], (method, pod.name, path),
+                  "the pod was asked for exactly that path and query string")
+        status, headers, _ = self.c.proxy_full(pod.name, "GET", "?x=1")
+        equal((status, headers.get("Location")), (301, self.c.proxy_path(pod.name, "/?x=1")),
+              "GET .../proxy (no slash) is redirected to .../proxy/, the query kept")
+        gone = self.app.pod_name(max(self.c.pods) + 1)
+        self.expect_status(self.c.proxy(gone, "GET", "/get"), 404, "NotFound",
+                           f'pods "{gone}" not found', f"GET .../pods/{gone}/proxy/get (no pod)")
+        closed = next(p for p in range(1, 1024) if p not in {port for _, port in self.app.ports})
+        self.expect_status(
+            self.c.proxy(f"{pod.name}:{closed}", "GET", "/"), 503, "ServiceUnavailable",
+            f"error trying to reach service: dial tcp {pod.ip}:{closed}: connect: connection "
+            "refused", f"GET .../pods/{pod.name}:{closed}/proxy/ (a port nothing listens on)")
+
+    def expect_status(self, got, code, reason, message, what):
+        """The API server's own answer: a Status object with this code, reason and message."""
+        status, body = got
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            obj = {"not JSON": body}
+        equal((status, obj.get("kind"), obj.get("code"), obj.get("reason"), obj.get("message")),
+              (code, "Status", code, reason, message), f"{what}: {code} {message}")
+
     def s1_seed_flows(self):
-        pod0 = self.c.pods[0]
-        for path, body in (("/store", "seed-store;"), ("/", "seed-root;")):
-            before = self.c.file_bytes(0)
-            got = self.c.proxy(pod0.name, "POST", path, body.encode())
-            equal(got, (200, f"hello from v2:{pod0.name}".encode()),
-                  f"POST .../pods/{pod0.name}/proxy{path} -d {body} through the kubectl proxy")
-            equal(self.c.file_bytes(0), before + body.encode(),
-                  f"{pod0.name}'s data file gained exactly the body")
-        equal(self.c.proxy(pod0.name, "GET", "/data"), (200, self.c.file_bytes(0)),
-              f"GET .../pods/{pod0.name}/proxy/data is the data file")
+        self.readme_flows()
+        self.proxy_answers()
         for comp in self.c.routes:
             print(f"  -- through the {comp} component: "
                   + "; ".join(r.desc for r in self.c.routes[comp]))
@@ -208,7 +348,15 @@ class E2E:
                f"{pod.name} holds {len(before[1])} bytes before it is deleted")
         code, took = self.c.delete_pod(i)
         equal(code, 0, f"deleted {pod.name}: exit status after SIGTERM ({max(took, 0):.2f} s)")
-        pod = self.c.create_pod(i)
+        self.expect_status(self.c.proxy(pod.name, "GET", "/data"), 404, "NotFound",
+                           f'pods "{pod.name}" not found',
+                           f"GET .../pods/{pod.name}/proxy/data while it does not exist")
+
+        def pending(p):
+            self.expect_status(self.c.proxy(p.name, "GET", "/data"), 400, "BadRequest",
+                               "address not allowed",
+                               f"GET .../pods/{p.name}/proxy/data before it has an address")
+        pod = self.c.create_pod(i, before_start=pending)
         log(f"{pod.name} created again with the same volume, now at {pod.ip}")
         equal(self.c.proxy(pod.name, "GET", "/data"), before,
               f"{pod.name}'s /data after the restart is byte for byte what it was")
@@ -413,12 +561,11 @@ def main():
             return 1
         e = E2E(cluster)
         scenarios = [
-            ("1 seed flows: kubectl proxy store, /stateful/get through each ingress",
+            ("1 seed flows: the README's through the real kubectl proxy, each ingress",
              e.s1_seed_flows),
             ("2 identity: hostname, DNS name, resolver, user", e.s2_identity),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),
-            ("issue 6 /cluster: every pod's data; stalled, stopped, overfilled peers",
-             e.s7_cluster),
+            ("7 /cluster: every pod's data; stalled, stopped, overfilled peers", e.s7_cluster),
             ("4 scaling 3 -> 5 -> 2 -> 3 in ordinal order, volumes kept", e.s4_scaling),
             ("5 rolling restart under load: no acknowledged write lost", e.s5_rolling_restart),
             ("6 peer discovery at scale: 100 endpoints over TCP", e.s6_peer_discovery_at_scale),
@@ -456,6 +603,9 @@ def main():
 
 
 if __name__ == "__main__":
+    # A process group of its own: what the harness starts stays in it, so the run script can end
+    # whatever is left if the harness is killed before its own cleanup.
+    os.setpgid(0, 0)
     # SIGTERM (CI timeout, Ctrl-C from make) unwinds through the cleanup above.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

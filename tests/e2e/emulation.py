@@ -1,5 +1,5 @@
-"""The StatefulSet on one machine: pods as podman containers, a cluster DNS, an ingress and a
-`kubectl proxy`, all driven from the rendered manifests (manifests.py).
+"""The StatefulSet on one machine: pods as podman containers, a cluster DNS, an ingress and the
+real `kubectl proxy`, all driven from the rendered manifests (manifests.py).
 
 - Pods: the real image on a private podman bridge network, one container per replica, with the
   pod's hostname, resolver config (search list, ndots:5, the cluster DNS), user, fsGroup,
@@ -11,8 +11,10 @@
 - Readiness: the kubelet's httpGet readinessProbe, on the manifest's path and (named) port; a pod
   joins DNS and the ingress once it passes and leaves them as soon as it is deleted.
 - Ingress: one nginx with a server per ingress component (ingress-nginx regex + rewrite-target,
-  Traefik stripPrefixRegex, HTTPRoute ReplacePrefixMatch), upstreams the ready pods' endpoints,
-  plus a `kubectl proxy` stand-in server for /api/v1/namespaces/<ns>/pods/<pod>/proxy/<path>.
+  Traefik stripPrefixRegex, HTTPRoute ReplacePrefixMatch), upstreams the ready pods' endpoints.
+- API server: `kubectl proxy` itself, in front of the API-server stand-in of apiserver.py, whose
+  pod proxy knows the pods as the API server would: a pod exists from its creation (without an
+  address until its container has one) until its deletion, ready or not.
 """
 
 import ctypes
@@ -26,6 +28,8 @@ import subprocess
 import tempfile
 import time
 import http.client as httpclient
+
+from apiserver import ApiServer, KubectlProxy
 
 ZONE = "cluster.local"
 DNS_TTL = 5  # CoreDNS's default TTL
@@ -48,7 +52,8 @@ RUN = ["podman", "--runtime", "runc", "run", "--ulimit", "nofile=1024:1024",
 
 
 def _die_with_parent():
-    # PR_SET_PDEATHSIG: dnsmasq and nginx get SIGTERM if the harness dies without cleaning up.
+    # PR_SET_PDEATHSIG: dnsmasq, nginx and kubectl proxy get SIGTERM if the harness dies without
+    # cleaning up (the run script also ends what is left in the harness's process group).
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
@@ -58,15 +63,21 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(host, port, method, path, body=None, timeout=10, headers=None):
-    """(status, body bytes) of one request; raises OSError on connection problems."""
+def request(host, port, method, path, body=None, timeout=10, headers=None):
+    """(status, headers, body bytes) of one request; raises OSError on connection problems."""
     c = httpclient.HTTPConnection(host, port, timeout=timeout)
     try:
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
-        return r.status, r.read()
+        return r.status, r.headers, r.read()
     finally:
         c.close()
+
+
+def http(host, port, method, path, body=None, timeout=10, headers=None):
+    """(status, body bytes) of one request; raises OSError on connection problems."""
+    status, _, data = request(host, port, method, path, body, timeout, headers)
+    return status, data
 
 
 class Pod:
@@ -92,6 +103,8 @@ class Cluster:
         self.network = None
         self.dnsmasq = None
         self.nginx = None
+        self.api = None
+        self.kubectl = None
         self.generation = 0
         self.cleanups = []
 
@@ -106,12 +119,19 @@ class Cluster:
         self.subnet, self.gateway = ipaddress.ip_network(info[0]), info[1]
         log(f"podman network {self.network}: {self.subnet}, cluster DNS on {self.gateway}")
         self.ports = {c: free_port() for c in self.routes}
-        self.proxy_port = free_port()
+        self.api = ApiServer(self.pod_address, os.path.join(self.work, "apiserver.log"))
+        self.kubectl = KubectlProxy(self.api.url, self.work, preexec_fn=_die_with_parent)
+        self.proxy_port = self.kubectl.port
+        log(f"kubectl proxy on 127.0.0.1:{self.proxy_port}, its API server on {self.api.url}")
         self.reconcile()
 
     def stop(self):
         for pod in list(self.pods.values()):
             sh(*PODMAN, "rm", "-f", "-t", "0", pod.ctr, check=False)
+        if self.kubectl:
+            self.kubectl.stop()
+        if self.api:
+            self.api.stop()
         for p in (self.nginx, self.dnsmasq):
             if p and p.poll() is None:
                 p.terminate()
@@ -143,10 +163,22 @@ class Cluster:
         with open(path, "rb") as f:
             return f.read()
 
-    def create_pod(self, i, wait_ready=True):
-        """Start pod i with its volume (created on first use, as a PVC is) and wait until ready."""
+    def pod_address(self, namespace, name):
+        """For the API server's pod proxy: (ip or None, first container port), None: no pod."""
+        if namespace != self.app.namespace:
+            return None
+        pod = next((p for p in list(self.pods.values()) if p.name == name), None)
+        return None if pod is None else (pod.ip, self.app.proxy_port)
+
+    def create_pod(self, i, wait_ready=True, before_start=None):
+        """Start pod i with its volume (created on first use, as a PVC is) and wait until ready.
+        The pod exists from the start, without an address until its container runs:
+        `before_start(pod)` runs in that window."""
         app = self.app
         pod = Pod(self, i)
+        self.pods[i] = pod
+        if before_start:
+            before_start(pod)
         vol = self.volume(i)
         if not os.path.exists(vol):
             os.makedirs(vol)
@@ -175,7 +207,6 @@ class Cluster:
             args += ["-e", f"{k}={v}"]
         args.append(app.image)
         sh(*args)
-        self.pods[i] = pod
         pod.ip = sh(*PODMAN, "inspect", pod.ctr, "--format",
                     f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
         if wait_ready:
@@ -373,16 +404,6 @@ class Cluster:
             servers.append(
                 f"server {{\n  listen 127.0.0.1:{self.ports[comp]};\n{gen}" + "".join(locs) +
                 '  location / { return 404 "default backend - 404\\n"; }\n}\n')
-        pod_map = "".join(f"  {p.name} {p.ip}:{app.proxy_port};\n"
-                          for p in self.pods.values())
-        proxy = (
-            f"map $e2e_pod $e2e_pod_addr {{\n{pod_map}  default \"\";\n}}\n"
-            f"server {{\n  listen 127.0.0.1:{self.proxy_port};\n{gen}"
-            f'  location ~ "^/api/v1/namespaces/{app.namespace}/pods/(?<e2e_pod>[^/]+)/proxy'
-            f'(?<e2e_path>/.*)?$" {{\n'
-            f'    if ($e2e_pod_addr = "") {{ return 404 "pods \\"$e2e_pod\\" not found\\n"; }}\n'
-            f'    set $p $e2e_path;\n    if ($p = "") {{ set $p /; }}\n'
-            f"    proxy_pass http://$e2e_pod_addr$p$is_args$args;\n  }}\n}}\n")
         conf = f"""
 worker_processes 1;
 daemon off;
@@ -404,7 +425,7 @@ http {{
   proxy_read_timeout 60s;
   proxy_next_upstream error timeout;
   client_max_body_size 1m;
-{''.join(upstreams)}{''.join(servers)}{proxy}}}
+{''.join(upstreams)}{''.join(servers)}}}
 """
         path = os.path.join(t, "nginx.conf")
         with open(path, "w") as f:
@@ -422,7 +443,7 @@ http {{
         # Wait until the old workers are gone (until then they may still accept connections
         # with the old configuration) and every server answers with the new generation.
         end = time.monotonic() + 10
-        for port in list(self.ports.values()) + [self.proxy_port]:
+        for port in self.ports.values():
             while True:
                 try:
                     st, body = http("127.0.0.1", port, "GET", "/__e2e_generation", timeout=1)
@@ -445,10 +466,18 @@ http {{
     def ingress(self, method, path, body=None, comp="nginx", timeout=10):
         return http("127.0.0.1", self.ports[comp], method, path, body, timeout)
 
+    def proxy_path(self, pod_name, path):
+        return f"/api/v1/namespaces/{self.app.namespace}/pods/{pod_name}/proxy{path}"
+
     def proxy(self, pod_name, method, path, body=None, timeout=10):
-        return http("127.0.0.1", self.proxy_port, method,
-                    f"/api/v1/namespaces/{self.app.namespace}/pods/{pod_name}/proxy{path}",
-                    body, timeout)
+        """(status, body) of a request to the pod through `kubectl proxy`."""
+        return http("127.0.0.1", self.proxy_port, method, self.proxy_path(pod_name, path), body,
+                    timeout)
+
+    def proxy_full(self, pod_name, method, path, body=None, timeout=10):
+        """(status, headers, body) of a request to the pod through `kubectl proxy`."""
+        return request("127.0.0.1", self.proxy_port, method, self.proxy_path(pod_name, path),
+                       body, timeout)
 
     def dig(self, qtype, name, *opts):
         return subprocess.run(["dig", f"@{self.gateway}", "+time=2", "+tries=1", *opts,

@@ -9,6 +9,7 @@
 #   make scale REPLICAS=5                     then `make scale REPLICAS=3`: the volumes stay
 #   make build CARGO="cargo zigbuild"         macOS: link the Linux musl binary with zig
 #   make deploy RUST_TARGET=aarch64-unknown-linux-musl   arm64 nodes (kind on Apple silicon)
+#   make test SCHEMAS_DIR=path/to/crds        also check the custom kinds against their CRDs
 
 # Image name, without registry or tag.
 IMAGE ?= hello-stateful
@@ -38,7 +39,11 @@ ROLLOUT_TIMEOUT ?= 300s
 LOG_TAIL ?= 100
 # Kubernetes versions whose schemas the manifests are validated against (`make test-manifests`).
 K8S_VERSIONS ?= 1.30 1.31 1.32 1.33 1.34 1.35 1.36 1.37
-# Build output: cargo's and the image's build context.
+# Folder with the CustomResourceDefinitions (YAML) of the custom kinds the manifests may use,
+# Traefik's Middleware and the Gateway API's HTTPRoute, for `make test-manifests`; a relative
+# path is taken from the repository's root. Empty: that one check is skipped.
+SCHEMAS_DIR ?=
+# Build output: cargo's, the image's build context and the Python tools' virtual environment.
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 SHELL := bash
@@ -51,6 +56,8 @@ MAKEFLAGS += --no-print-directory
 BIN := $(CARGO_TARGET_DIR)/$(RUST_TARGET)/release/hello-stateful
 # The image's build context: a directory holding only the binary (no .dockerignore to keep right).
 IMAGE_CONTEXT := $(CARGO_TARGET_DIR)/image
+# The Python tools of tests/requirements.txt (kubernetes-validate, yamllint, hadolint, ...).
+VENV := $(abspath $(CARGO_TARGET_DIR))/venv
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 PLATFORM := $(if $(findstring aarch64,$(RUST_TARGET)),linux/arm64,linux/amd64)
 # 1 MiB: the budget for the stripped binary and for the image; `make build` and `make image`
@@ -63,7 +70,7 @@ REPLICAS_GIVEN := $(filter command line environment,$(origin REPLICAS))
 LIB := . k8s/scripts/lib.sh
 
 export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS GATEWAY GATEWAY_NAMESPACE \
-  STORAGE_CLASS INGRESS_HOST ROLLOUT_TIMEOUT K8S_VERSIONS CARGO_TARGET_DIR RUST_TARGET \
+  STORAGE_CLASS INGRESS_HOST ROLLOUT_TIMEOUT K8S_VERSIONS SCHEMAS_DIR CARGO_TARGET_DIR RUST_TARGET \
   BIN IMAGE_CONTEXT VERSION PLATFORM SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
 
 ##@ Develop
@@ -72,9 +79,12 @@ export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS GATEWA
 help: ## Show the targets and the main variables
 	@awk 'BEGIN { FS = ":.*## " } /^##@ / { printf "\n%s\n", substr($$0, 5) }
 	  /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
-	printf '\nVariables (make TARGET NAME=value): IMAGE=%s TAG=%s REGISTRY=%s NAMESPACE=%s\n  REPLICAS=%s INGRESS=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s STORAGE_CLASS=%s\nSee the comments at the top of the Makefile for each one.\n' \
-	  '$(IMAGE)' '$(or $(TAG),<from content>)' '$(REGISTRY)' '$(NAMESPACE)' '$(REPLICAS)' '$(INGRESS)' \
-	  '$(or $(CONTAINER_TOOL),<docker or podman>)' '$(CARGO)' '$(RUST_TARGET)' '$(or $(STORAGE_CLASS),<cluster default>)'
+	printf '\nVariables (make TARGET NAME=value): IMAGE=%s TAG=%s REGISTRY=%s NAMESPACE=%s\n' \
+	  '$(IMAGE)' '$(or $(TAG),<from content>)' '$(REGISTRY)' '$(NAMESPACE)'
+	printf '  REPLICAS=%s INGRESS=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s STORAGE_CLASS=%s\n' \
+	  '$(REPLICAS)' '$(INGRESS)' '$(or $(CONTAINER_TOOL),<docker or podman>)' '$(CARGO)' \
+	  '$(RUST_TARGET)' '$(or $(STORAGE_CLASS),<cluster default>)'
+	echo 'See the comments at the top of the Makefile for each one.'
 
 .PHONY: build
 build: ## Build the stripped static musl release binary (adds the rustup target if missing)
@@ -89,28 +99,30 @@ test-cargo: ## Run the Rust unit and integration tests
 	run $(CARGO) test --locked
 
 .PHONY: test-manifests
-test-manifests: ## Validate the rendered manifests (schemas, policy, yamllint) and lint the Dockerfile
-	@bash tests/manifests/run
+test-manifests: venv ## Validate the rendered manifests (schemas, policy, yamllint) and lint the Dockerfile
+	@PATH="$(VENV)/bin:$$PATH" bash tests/manifests/run
 
 .PHONY: test-makefile
 test-makefile: ## Run the cluster targets against stand-in kubectl/kind/minikube/k3d/docker/podman
 	@bash tests/makefile/run
 
 .PHONY: lint
-lint: ## rustfmt, clippy (warnings are errors), hadolint and yamllint
+lint: venv ## rustfmt, clippy (warnings are errors), hadolint and yamllint
 	@$(LIB); need_cargo; run $(CARGO) fmt --all --check; run $(CARGO) clippy --locked --all-targets -- -D warnings
-	need hadolint "pip install -r tests/requirements.txt"; run hadolint Dockerfile
-	need yamllint "pip install -r tests/requirements.txt"; run yamllint --strict -c tests/manifests/yamllint.yaml k8s
+	PATH="$(VENV)/bin:$$PATH"; run hadolint Dockerfile; run yamllint --strict -c tests/manifests/yamllint.yaml k8s
 
 .PHONY: run
 run: ## Serve one replica on 127.0.0.1:8000 with its data in .data/hello
-	@$(LIB); need_cargo; mkdir -p "$(CURDIR)/.data"; note "serving on http://127.0.0.1:8000 (data: .data/hello); try: curl 127.0.0.1:8000/store -d hi"
-	DATA_FILE="$(CURDIR)/.data/hello" LISTEN_ADDR=127.0.0.1:8000 RUST_LOG="$${RUST_LOG:-info}" $(CARGO) run --release --locked
+	@$(LIB); need_cargo; mkdir -p "$(CURDIR)/.data"
+	note "serving on http://127.0.0.1:8000 (data: .data/hello); try: curl 127.0.0.1:8000/store -d hi"
+	DATA_FILE="$(CURDIR)/.data/hello" LISTEN_ADDR=127.0.0.1:8000 RUST_LOG="$${RUST_LOG:-info}" \
+	  $(CARGO) run --release --locked
 
 .PHONY: clean
 clean: ## Remove build output (keeps .data/, the local data of `make run`)
 	@$(LIB); rm -rf "$(CURDIR)"/k8s/.overlay.*
-	if command -v $(firstword $(CARGO)) >/dev/null 2>&1; then run $(CARGO) clean; else run rm -rf "$(CARGO_TARGET_DIR)"; fi
+	if command -v $(firstword $(CARGO)) >/dev/null 2>&1; then run $(CARGO) clean
+	else run rm -rf "$(CARGO_TARGET_DIR)"; fi
 
 ##@ Image
 
@@ -142,18 +154,21 @@ undeploy: ## Delete hello-stateful from the cluster but keep its volumes (PVCs)
 
 .PHONY: purge
 purge: undeploy ## Delete hello-stateful and its volumes: all stored data is lost
-	@$(LIB); need_kubectl; note "deleting the volumes (PVCs) of hello-stateful in namespace $(NAMESPACE): their data is gone for good"
+	@$(LIB); need_kubectl
+	note "deleting the volumes (PVCs) of hello-stateful in namespace $(NAMESPACE): their data is gone for good"
 	run kubectl delete pvc -n "$(NAMESPACE)" -l "$(APP_LABEL)" --ignore-not-found --wait=true
 
 .PHONY: status
 status: ## Show the StatefulSet, pods, volumes, Service, Ingress and PDB
 	@$(LIB); need_kubectl
-	run kubectl get statefulsets.apps,pods,pvc,services,ingresses.networking.k8s.io,poddisruptionbudgets.policy -n "$(NAMESPACE)" -l "$(APP_LABEL)" -o wide
+	run kubectl get statefulsets.apps,pods,pvc,services,ingresses.networking.k8s.io,poddisruptionbudgets.policy \
+	  -n "$(NAMESPACE)" -l "$(APP_LABEL)" -o wide
 
 .PHONY: logs
 logs: ## Print the last LOG_TAIL log lines of every replica
 	@$(LIB); need_kubectl
-	run kubectl logs -n "$(NAMESPACE)" -l "$(APP_LABEL)" --all-containers --prefix --timestamps --tail="$(LOG_TAIL)" --max-log-requests=100
+	run kubectl logs -n "$(NAMESPACE)" -l "$(APP_LABEL)" --all-containers --prefix --timestamps \
+	  --tail="$(LOG_TAIL)" --max-log-requests=100
 
 .PHONY: scale
 scale: ## Scale to REPLICAS pods (volumes of removed pods are kept for the next scale-up)
@@ -176,3 +191,13 @@ bench: ## Throughput and memory measurements (benches/run)
 .PHONY: faults
 faults: ## Fault injection: kill -9, full disk, dead DNS, SIGTERM, hostile clients (tests/faults/run; root)
 	@$(LIB); suite tests/faults/run
+
+##@ Dependencies
+
+.PHONY: venv
+venv: $(VENV)/requirements.txt ## The Python tools of tests/requirements.txt, in a virtual environment under target/
+
+# Made once, and again from scratch whenever tests/requirements.txt is newer than the copy of it
+# that marks the environment complete.
+$(VENV)/requirements.txt: tests/requirements.txt
+	@$(LIB); make_venv "$(VENV)" $<

@@ -19,9 +19,13 @@ import yaml
 
 
 def load_crd_schemas(directory):
-    """(apiVersion, kind) -> JSON schema, for every served version of every CRD in directory."""
+    """(apiVersion, kind) -> JSON schema, for every served version of every CRD in directory.
+
+    Any .yaml or .yml file there is read, one CRD per document or many (a release's install
+    file as it is published), and documents of other kinds are passed over.
+    """
     schemas = {}
-    for path in sorted(Path(directory).glob("*.yaml")):
+    for path in sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")]):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue

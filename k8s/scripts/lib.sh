@@ -21,9 +21,9 @@ within_budget() { (($2 <= SIZE_BUDGET)) || die "$1 is $2 bytes, over the $SIZE_B
 suite() { [[ -f $1 ]] || die "$1 not found"; bash "$1"; }
 sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -c1-64; else shasum -a 256 | cut -c1-64; fi; }
 
-# The Python tools of tests/requirements.txt in a virtual environment of their own, VENV: made
-# from scratch, so a changed requirements file leaves nothing stale behind. The copy of the
-# requirements written last marks it complete (make compares its time with the file's).
+# make_venv VENV REQUIREMENTS: the Python tools of REQUIREMENTS in a virtual environment of their
+# own, made from scratch, so a changed requirements file leaves nothing stale behind. The copy
+# of REQUIREMENTS written last marks it complete (make compares its time with the file's).
 make_venv() {
   local venv=$1 requirements=$2
   need python3 "install Python 3 (on Debian and Ubuntu: apt-get install python3 python3-venv)"
@@ -34,7 +34,7 @@ make_venv() {
   fi
   if ! run "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"; then
     rm -rf "$venv"
-    die "could not install $requirements into $venv: pip needs to reach PyPI (or the index set in pip.conf)"
+    die "could not install $requirements into $venv (pip says why above; it needs to reach PyPI, or the index set in pip.conf)"
   fi
   cp "$requirements" "$venv/requirements.txt"
 }

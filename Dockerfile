@@ -1,4 +1,4 @@
-# hello-stateful: the static musl binary alone in an empty image (DESIGN.md section 9).
+# hello-stateful: the static musl binary alone in an empty image.
 # `make image` builds it from a context holding only that binary, so it needs no network and no
 # base image: there is no shell, libc or package manager in it to patch or to exploit.
 FROM scratch

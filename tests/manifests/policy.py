@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""The project's own policy for the rendered manifests: what DESIGN.md section 8 and issue 3
-require beyond schema validity. Fails (exit 1, one line per violation) when a field of the
-restricted Pod Security Standard, a probe, a resource request or limit, the volume, or the
-ingress rule of the chosen controller is missing or wrong. The rewrite rules are executed on
-sample paths, so a rule that is present but wrong is caught too.
+"""The project's own policy for the rendered manifests, beyond what their schemas require.
+
+A headless Service with the named port; an OrderedReady StatefulSet that keeps its volumes on
+delete and scale-down; the restricted Pod Security Standard (non-root numeric user and fsGroup,
+read-only root, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, no
+service-account token); probes on /healthz and /readyz; cpu and memory requests and a memory
+limit; the data volume and its storage class; a PodDisruptionBudget of maxUnavailable 1; one
+label on every object; and the ingress rule of the chosen controller. Fails (exit 1, one line
+per violation) when any of these is missing or wrong. The rewrite rules are executed on sample
+paths, so a rule that is present but wrong is caught too.
 
 usage: policy.py --ingress nginx|traefik|gateway|none [--namespace NS] [--storage-class SC]
                  RENDERED.yaml

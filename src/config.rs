@@ -188,7 +188,7 @@ impl Config {
         )?;
         let timeout = |variable| {
             bounded(variable, 1, 3_600_000, "milliseconds from 1 to 3600000")
-                .map(|ms| Duration::from_millis(ms as u64))
+                .map(Duration::from_millis)
         };
         let head_timeout = timeout("HEAD_TIMEOUT_MS")?;
         let body_timeout = timeout("BODY_TIMEOUT_MS")?;
@@ -230,7 +230,7 @@ impl Config {
             lookup_timeout: Duration::from_millis(lookup_ms),
             peer_timeout: Duration::from_millis(peer_ms),
             resolv_conf: PathBuf::from(resolv),
-            memory_limit: memory_limit as u64,
+            memory_limit,
             head_timeout,
             body_timeout,
             idle_timeout,

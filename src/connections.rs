@@ -576,5 +576,80 @@ fn inode(fd: RawFd) -> Option<u64> {
     }
     // SAFETY: filled by fstat.
     let stat = unsafe { stat.assume_init() };
-    (stat.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(stat.st_ino as u64)
+    (stat.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(stat.st_ino)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_scan_finds_each_connection_once_with_what_it_has_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (served, _) = listener.accept().unwrap();
+        // As tiny_http does: a second descriptor of the same socket.
+        let twin = served.try_clone().unwrap();
+        client.write_all(b"12345").unwrap();
+        let mut read = [0u8; 2];
+        (&served).read_exact(&mut read).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        let found = scan(port);
+        assert_eq!(
+            found.len(),
+            1,
+            "the listener and the client side are not connections"
+        );
+        let socket = &found[0];
+        assert_eq!(socket.peer, client.local_addr().unwrap());
+        assert_eq!(socket.fds.len(), 2);
+        assert_eq!((socket.consumed, socket.unread), (2, 3));
+        drop(twin);
+    }
+
+    #[test]
+    fn shutdown_acts_only_on_the_socket_that_was_seen() {
+        use std::os::fd::IntoRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _first = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let number = listener.accept().unwrap().0.into_raw_fd();
+        let seen = scan(port).pop().unwrap();
+        assert_eq!(seen.fds, [number]);
+        // That connection ends and its descriptor number goes to another connection.
+        let mut second = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (other, _) = listener.accept().unwrap();
+        // SAFETY: `number` is ours (from `into_raw_fd`); dup2 closes what it referred to.
+        assert_eq!(unsafe { libc::dup2(other.as_raw_fd(), number) }, number);
+        // SAFETY: as above; dropping it closes the duplicate.
+        let reused = unsafe { OwnedFd::from_raw_fd(number) };
+        assert!(!seen.is_open());
+        assert!(!seen.shutdown(Shutdown::Both), "another socket now");
+        second.write_all(b"still open").unwrap();
+        let mut buf = [0u8; 10];
+        (&other).read_exact(&mut buf).unwrap();
+        drop(reused);
+        let now = scan(port).pop().unwrap();
+        assert!(now.is_open() && now.shutdown(Shutdown::Both));
+        assert_eq!((&other).read(&mut buf).unwrap(), 0, "shut down");
+    }
+
+    #[test]
+    fn the_syn_gate_holds_new_connections_back_and_lets_existing_ones_talk() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut before = TcpStream::connect(addr).unwrap();
+        let (served, _) = listener.accept().unwrap();
+        let sock = SockRef::from(&listener);
+        sock.attach_filter(&SYN_GATE).unwrap();
+        let held = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+        assert!(held.is_err(), "a new connection got through the gate");
+        before.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        (&served).read_exact(&mut buf).unwrap();
+        sock.detach_filter().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    }
 }

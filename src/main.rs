@@ -21,12 +21,6 @@ use hello_stateful::storage::Storage;
 /// each second here is a second of the rollout: finish within one.
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(800);
 
-/// Pending connections the kernel keeps for the accept loop. std listens with 128: a burst of
-/// new connections (an ingress reconnecting, a load test starting) then overflows it, and the
-/// kernel drops SYNs that clients only retry a second later. The kernel caps this at
-/// net.core.somaxconn (4096 by default).
-const LISTEN_BACKLOG: i32 = 4096;
-
 fn main() -> ExitCode {
     match try_main() {
         Ok(code) => ExitCode::from(code),
@@ -92,7 +86,7 @@ fn try_main() -> Result<u8, StartError> {
         Box::new(move |_: &str| lifecycle.stop(1))
     };
     let storage = Storage::open(&config.data_file, on_fatal).map_err(|e| StartError::new(1, e))?;
-    let listener = listen(config.listen_addr, budgets.send_timeout)
+    let listener = listen(config.listen_addr, &budgets)
         .map_err(|e| StartError::new(1, format!("listen on {}: {e}", config.listen_addr)))?;
     let (bound, listener_fd) = (
         listener.local_addr().unwrap_or(config.listen_addr),
@@ -144,15 +138,19 @@ fn try_main() -> Result<u8, StartError> {
     Ok(code as u8)
 }
 
-/// Binds like `TcpListener::bind` (with SO_REUSEADDR, as std does on Unix), with a deeper
-/// backlog and a send timeout, which every accepted connection inherits: tiny_http sets none,
-/// so a client that never reads its answers would hold a thread in `write` for good.
-fn listen(addr: SocketAddr, send_timeout: Duration) -> io::Result<TcpListener> {
+/// Binds like `TcpListener::bind` (with SO_REUSEADDR, as std does on Unix), with two bounds:
+/// - the backlog of connections the kernel completes for the accept loop is the connection
+///   budget (std's 128 is overflowed by an ingress reconnecting or a load test starting, and the
+///   kernel drops SYNs that clients retry only a second later; tiny_http accepts whatever waits
+///   there, so more would only become threads past the budget);
+/// - a send timeout, which every accepted connection inherits: tiny_http sets none, so a client
+///   that never reads its answers would hold a thread in `write` for good.
+fn listen(addr: SocketAddr, budgets: &Budgets) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_write_timeout(Some(send_timeout))?;
+    socket.set_write_timeout(Some(budgets.send_timeout))?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(i32::try_from(budgets.connections).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }

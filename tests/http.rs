@@ -229,7 +229,7 @@ fn unwritable_volume_is_a_start_up_error_that_says_how_to_fix_it() {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_hello-stateful"))
+        let out = Command::new(support::binary_for_any_user(&dir))
             .env("DATA_FILE", volume.join("hello"))
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .uid(65534)

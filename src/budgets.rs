@@ -5,6 +5,7 @@
 //! the bound once per shortage.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -96,14 +97,14 @@ impl Reserve {
     }
 
     /// Takes `n` bytes, or None (logged once per shortage) if that would pass the budget.
-    pub fn take(&self, n: u64) -> Option<Reservation<'_>> {
+    pub fn take(self: &Arc<Self>, n: u64) -> Option<Reservation> {
         let taken = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(n).filter(|&total| total <= self.max)
             });
         match taken {
-            Ok(_) => Some(Reservation(self, n)),
+            Ok(_) => Some(Reservation(self.clone(), n)),
             Err(used) => {
                 self.shortage.hit(format_args!(
                     "{used} of {} bytes in use, {n} more asked for",
@@ -116,9 +117,9 @@ impl Reserve {
 }
 
 /// Bytes taken from a [`Reserve`], given back when dropped.
-pub struct Reservation<'a>(&'a Reserve, u64);
+pub struct Reservation(Arc<Reserve>, u64);
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
         self.0.used.fetch_sub(self.1, Ordering::AcqRel);
     }
@@ -223,7 +224,7 @@ mod tests {
     #[test]
     fn a_reserve_refuses_past_its_budget_and_gets_bytes_back_on_drop() {
         static TEST: Shortage = Shortage::new("test");
-        let reserve = Reserve::new(100, &TEST);
+        let reserve = Arc::new(Reserve::new(100, &TEST));
         let a = reserve.take(60).unwrap();
         assert!(reserve.take(41).is_none());
         assert_eq!(TEST.hits(), 1);

@@ -13,7 +13,7 @@
 //! address ([`Peer`]) lives here too, and nowhere else.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -33,15 +33,15 @@ use crate::lifecycle::Lifecycle;
 use crate::sync::lock;
 
 /// Time between two looks at every connection.
-const PERIOD: Duration = Duration::from_millis(50);
+const PERIOD: Duration = Duration::from_millis(5);
 /// Time between two counts of the process's descriptors.
 const CHECK: Duration = Duration::from_millis(5);
 /// Bytes waiting this long on a connection nobody has read from mean tiny_http queued it.
-const QUEUED_AFTER: Duration = Duration::from_millis(10);
-/// How long a probe waits for its answer.
+const QUEUED_AFTER: Duration = Duration::from_millis(2);
+/// How long a probe waits to connect.
 const PROBE_WAIT: Duration = Duration::from_millis(100);
 /// Probes sent in one look at most.
-const MAX_PROBES: usize = 16;
+const MAX_PROBES: usize = 64;
 
 /// What the front knows of one client address.
 struct Peer {
@@ -57,6 +57,8 @@ struct Peer {
     /// Set once the server has shut the connection down: requests from it still in tiny_http's
     /// queue are dropped unanswered while this socket is open.
     closed: Option<Socket>,
+    /// Its socket, as the last look found it.
+    socket: Option<Socket>,
 }
 
 impl Peer {
@@ -68,6 +70,7 @@ impl Peer {
             body_since: None,
             idle_since: Instant::now(),
             closed: None,
+            socket: None,
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct Socket {
     consumed: u64,
     /// Bytes waiting in the kernel to be read.
     unread: u64,
+    /// Size of its send buffer.
+    send_buffer: usize,
 }
 
 impl Socket {
@@ -189,6 +194,12 @@ impl Connections {
         None
     }
 
+    /// Notes `addr` as a client, as a request from it would.
+    #[cfg(test)]
+    fn admit_peer(&self, addr: SocketAddr) {
+        self.peers().entry(addr).or_insert_with(Peer::new);
+    }
+
     /// Called when the running request of `addr` is done: the next one waiting, if any.
     pub fn next(&self, addr: SocketAddr) -> Option<Request> {
         let mut peers = self.peers();
@@ -202,6 +213,26 @@ impl Connections {
         peer.busy = false;
         peer.idle_since = Instant::now();
         None
+    }
+
+    /// True once a look has found the socket of `addr` (see [`Self::has_room`]).
+    pub fn known(&self, addr: SocketAddr) -> bool {
+        self.peers().get(&addr).is_some_and(|p| p.socket.is_some())
+    }
+
+    /// Whether the socket of `addr` has room for a short answer, so that writing one does not
+    /// block: its send queue holds less than a quarter of its buffer (the kernel counts each
+    /// segment at about twice its bytes).
+    pub fn has_room(&self, addr: SocketAddr) -> bool {
+        let Some(socket) = self.peers().get(&addr).and_then(|p| p.socket.clone()) else {
+            return false;
+        };
+        let fd = socket.fds[0];
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int; `fd` is checked to still be this socket.
+        inode(fd) == Some(socket.inode)
+            && unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } == 0
+            && (queued.max(0) as usize) < socket.send_buffer / 4
     }
 
     /// Marks the start (`true`) and end of reading the running request's body.
@@ -335,8 +366,8 @@ impl Connections {
                 shortage.tick();
             }
             // A look costs a few system calls per connection: with many connections, look less
-            // often, so that looking never takes more than a tenth of the time.
-            thread::sleep(PERIOD.max(started.elapsed() * 10));
+            // often, so that looking never takes more than a twentieth of the time.
+            thread::sleep(PERIOD.max(started.elapsed() * 20));
         }
     }
 
@@ -360,6 +391,9 @@ impl Connections {
         });
         seen.retain(|inode, _| inodes.contains(inode));
         for socket in sockets {
+            if let Some(peer) = peers.get_mut(&socket.peer) {
+                peer.socket = Some(socket.clone());
+            }
             let peer = peers.get(&socket.peer);
             if peer.is_some_and(|p| p.closed.is_some()) {
                 continue; // shut down already, on its way out
@@ -490,15 +524,12 @@ fn open_files() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
 }
 
-/// Asks this server for `/healthz` on a connection of its own; true if it answered.
+/// Asks this server for `/healthz` on a connection of its own, without waiting for the answer:
+/// what matters is that tiny_http accepts it. False if it could not connect.
 fn probe(to: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&to, PROBE_WAIT) else {
-        return false;
-    };
-    let mut byte = [0u8];
-    stream.set_read_timeout(Some(PROBE_WAIT)).is_ok()
-        && stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").is_ok()
-        && matches!(stream.read(&mut byte), Ok(1))
+    TcpStream::connect_timeout(&to, PROBE_WAIT)
+        .and_then(|mut stream| stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n"))
+        .is_ok()
 }
 
 /// The client connections of `port`: every socket descriptor of this process whose local port
@@ -534,6 +565,7 @@ fn socket(fd: RawFd, inode: u64, port: u16) -> Option<Socket> {
         return None;
     }
     let peer = sock.peer_addr().ok()?.as_socket()?;
+    let send_buffer = sock.send_buffer_size().ok()?;
     let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into `info`, which is zeroed beforehand.
@@ -564,6 +596,7 @@ fn socket(fd: RawFd, inode: u64, port: u16) -> Option<Socket> {
         quiet: Duration::from_millis(info.tcpi_last_data_recv.into()),
         consumed: info.tcpi_bytes_received.saturating_sub(unread),
         unread,
+        send_buffer,
     })
 }
 
@@ -582,6 +615,7 @@ fn inode(fd: RawFd) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
 
     #[test]
@@ -634,6 +668,28 @@ mod tests {
         let now = scan(port).pop().unwrap();
         assert!(now.is_open() && now.shutdown(Shutdown::Both));
         assert_eq!((&other).read(&mut buf).unwrap(), 0, "shut down");
+    }
+
+    #[test]
+    fn a_socket_whose_client_does_not_read_has_no_room_for_an_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (mut served, peer) = listener.accept().unwrap();
+        let connections = Connections::new(addr, Budgets::new(&test_config(), 1 << 20));
+        assert!(!connections.has_room(peer), "no look has found it yet");
+        connections.admit_peer(peer);
+        connections.look(&mut HashMap::new());
+        assert!(connections.known(peer) && connections.has_room(peer));
+        // The client reads nothing while the server writes until its buffers are full.
+        served.set_nonblocking(true).unwrap();
+        while served.write(&[0u8; 65536]).is_ok() {}
+        assert!(!connections.has_room(peer));
+        drop(client);
+    }
+
+    fn test_config() -> crate::config::Config {
+        crate::config::Config::from_lookup(|_| None).unwrap()
     }
 
     #[test]

@@ -24,18 +24,21 @@
 //!   process exits non-zero so the kubelet restarts the pod.
 
 use std::io::{self, Cursor, Read, Write};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Request, Response, Server, StatusCode};
 
 use crate::app::App;
-use crate::budgets::{self, Budgets, Reserve};
+use crate::budgets::{self, Budgets, Reservation, Reserve};
 use crate::connections::Connections;
 use crate::framing::Framing;
 use crate::routes::{self, Body, Reply, Route};
+use crate::storage::AppendError;
+use crate::sync::lock;
 
 /// Handler threads kept even when idle.
 const CORE: usize = 4;
@@ -51,12 +54,25 @@ pub struct Front {
     server: Arc<Server>,
     connections: Arc<Connections>,
     budgets: Budgets,
-    bodies: Reserve,
+    bodies: Arc<Reserve>,
     /// Handler threads alive, and those waiting in `recv`.
     threads: AtomicUsize,
     idle: AtomicUsize,
     parked: AtomicUsize,
+    /// Jobs no handler could be started for.
+    later: Mutex<Vec<Job>>,
 }
+
+/// How a request ended on its handler.
+enum Ran {
+    Done,
+    /// Its answer is left to the storage writer, which goes on with the connection.
+    Deferred,
+}
+
+/// Work for a handler thread that does not come from `recv`: an answer to write, or a
+/// connection to go on with, after a deferred `/store`.
+type Job = Box<dyn FnOnce() + Send>;
 
 impl Front {
     pub fn new(
@@ -70,10 +86,11 @@ impl Front {
             server,
             connections,
             budgets,
-            bodies: Reserve::new(budgets.body_bytes, &budgets::BODY_BYTES),
+            bodies: Arc::new(Reserve::new(budgets.body_bytes, &budgets::BODY_BYTES)),
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
+            later: Mutex::new(Vec::new()),
         })
     }
 
@@ -81,7 +98,7 @@ impl Front {
     /// running requests for at most `grace` and answers what is still queued with 503.
     pub fn serve(self: &Arc<Self>, grace: Duration) {
         for _ in 0..CORE {
-            self.start_handler();
+            self.start_handler(None);
         }
         let deadline = self.app.lifecycle.wait() + grace;
         while self.threads.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -95,30 +112,46 @@ impl Front {
         }
     }
 
-    fn start_handler(self: &Arc<Self>) {
-        if self.threads.fetch_add(1, Ordering::AcqRel) >= self.budgets.handlers {
-            self.threads.fetch_sub(1, Ordering::AcqRel);
+    /// Starts a handler thread, which runs `first` before it receives requests. Past the
+    /// budget, `first` waits for a handler that finishes its request.
+    fn start_handler(self: &Arc<Self>, first: Option<Job>) {
+        let slot = Arc::new(Mutex::new(first));
+        if self.threads.fetch_add(1, Ordering::AcqRel) < self.budgets.handlers {
+            let (front, job) = (self.clone(), slot.clone());
+            let started = thread::Builder::new()
+                .name("handler".into())
+                .stack_size(STACK_SIZE)
+                .spawn(move || front.handle_requests(lock(&job).take()));
+            match started {
+                Ok(_) => return,
+                Err(e) => budgets::HANDLERS.hit(format_args!("cannot start a thread: {e}")),
+            }
+        } else {
             budgets::HANDLERS.hit("every handler thread is busy; requests wait for one");
-            return;
         }
-        self.idle.fetch_add(1, Ordering::AcqRel);
-        let front = self.clone();
-        let started = thread::Builder::new()
-            .name("handler".into())
-            .stack_size(STACK_SIZE)
-            .spawn(move || front.handle_requests());
-        if let Err(e) = started {
-            self.idle.fetch_sub(1, Ordering::AcqRel);
-            self.threads.fetch_sub(1, Ordering::AcqRel);
-            budgets::HANDLERS.hit(format_args!("cannot start a thread: {e}"));
+        self.threads.fetch_sub(1, Ordering::AcqRel);
+        if let Some(job) = lock(&slot).take() {
+            lock(&self.later).push(job);
         }
     }
 
-    /// One handler: receives requests and runs them, and those its connection sends meanwhile.
-    fn handle_requests(self: &Arc<Self>) {
+    /// One handler: runs `first`, then jobs left for any handler and requests received, with
+    /// those their connections send meanwhile.
+    fn handle_requests(self: &Arc<Self>, first: Option<Job>) {
+        if let Some(job) = first {
+            job();
+        }
         let lifecycle = &self.app.lifecycle;
         loop {
-            let request = match self.server.recv_timeout(IDLE_HANDLER) {
+            let job = lock(&self.later).pop();
+            if let Some(job) = job {
+                job();
+                continue;
+            }
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            let received = self.server.recv_timeout(IDLE_HANDLER);
+            let idle = self.idle.fetch_sub(1, Ordering::AcqRel) - 1;
+            let request = match received {
                 Ok(Some(request)) => request,
                 // `unblock` from the lifecycle shows up as a timeout: pass it on to the next
                 // handler, which is waiting for it in `recv` too.
@@ -138,30 +171,37 @@ impl Front {
             let Some(request) = self.connections.admit(request) else {
                 continue;
             };
-            if self.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
-                self.start_handler();
+            if idle == 0 {
+                self.start_handler(None);
             }
-            let addr = request.remote_addr().copied();
-            let mut next = Some(request);
-            while let Some(request) = next {
-                // A panic must not leave the connection marked busy, which would stall its
-                // later requests for good.
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.handle(request);
-                }));
-                if run.is_err() {
-                    log::error!("a request handler panicked; the next request goes on");
-                }
-                next = addr.and_then(|addr| self.connections.next(addr));
-            }
-            self.idle.fetch_add(1, Ordering::AcqRel);
+            self.run_connection(request);
         }
-        self.idle.fetch_sub(1, Ordering::AcqRel);
         self.threads.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Runs `request` and then those its connection sent meanwhile, until none waits or one is
+    /// deferred (a `/store`, which the storage writer goes on with).
+    fn run_connection(self: &Arc<Self>, mut request: Request) {
+        let addr = request.remote_addr().copied();
+        loop {
+            // A panic must not leave the connection marked busy, which would stall its later
+            // requests for good.
+            let run =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(request)));
+            match run {
+                Ok(Ran::Deferred) => return,
+                Ok(Ran::Done) => {}
+                Err(_) => log::error!("a request handler panicked; the next request goes on"),
+            }
+            match addr.and_then(|addr| self.connections.next(addr)) {
+                Some(next) => request = next,
+                None => return,
+            }
+        }
+    }
+
     /// Runs one request whose connection has no other request running.
-    fn handle(&self, mut request: Request) {
+    fn handle(self: &Arc<Self>, mut request: Request) -> Ran {
         let framing = Framing::of(
             request
                 .headers()
@@ -178,17 +218,71 @@ impl Front {
             Ok(framing) => framing,
         };
         let route = routes::route(request.method().as_str(), request.url());
-        let body = match self.read_body(&mut request, framing, route == Route::Store) {
-            Ok(body) => body,
+        let (body, reserved) = match self.read_body(&mut request, framing, route == Route::Store) {
+            Ok(read) => read,
             Err(reply) => return self.refuse(request, reply),
         };
         let (addr, path) = (request.remote_addr().copied(), request.url().to_string());
+        if route == Route::Store
+            && let Some(addr) = addr
+            && self.connections.known(addr)
+        {
+            // The writer answers once the record is durable: this thread goes back to receiving
+            // instead of waiting, and is not woken again for it (see `stored`).
+            let (front, record) = (self.clone(), routes::record(&self.app.greeting, body));
+            let done = move |result| front.stored(request, addr, result, reserved);
+            self.app.storage.append_then(record, Box::new(done));
+            return Ran::Deferred;
+        }
         let reply = routes::handle(&self.app, route, &path, body);
-        // A client that does not read its answers must not keep what it pipelined behind them.
+        drop(reserved);
+        self.answer(request, addr, reply);
+        Ran::Done
+    }
+
+    /// Sends the answer; a client that does not read its answers must not keep what it
+    /// pipelined behind them, so a failed one closes the connection.
+    fn answer(&self, request: Request, addr: Option<SocketAddr>, reply: Reply) {
         if !respond(request, reply)
             && let Some(addr) = addr
         {
             self.connections.close(addr, None);
+        }
+    }
+
+    /// The answer to a deferred `/store`, on the storage writer, which must not block: it
+    /// writes the answer itself when the connection's socket has room for it (the client reads
+    /// its answers), and otherwise leaves it to a handler, as it does a request that waited
+    /// behind this one. The connection is free for its next request first: that one is only
+    /// sent once this answer is read, and tiny_http writes a connection's answers in order.
+    fn stored(
+        self: &Arc<Self>,
+        request: Request,
+        addr: SocketAddr,
+        result: Result<(), AppendError>,
+        reserved: Option<Reservation>,
+    ) {
+        drop(reserved);
+        let reply = routes::stored(&self.app.greeting, result);
+        let next = self.connections.next(addr);
+        let next_is_some = next.is_some();
+        let front = self.clone();
+        let rest = move || {
+            if let Some(next) = next {
+                front.run_connection(next);
+            }
+        };
+        if self.connections.has_room(addr) {
+            self.answer(request, Some(addr), reply);
+            if next_is_some {
+                self.start_handler(Some(Box::new(rest)));
+            }
+        } else {
+            let front = self.clone();
+            self.start_handler(Some(Box::new(move || {
+                front.answer(request, Some(addr), reply);
+                rest();
+            })));
         }
     }
 
@@ -200,10 +294,10 @@ impl Front {
         request: &mut Request,
         framing: Framing,
         keep: bool,
-    ) -> Result<Vec<u8>, Reply> {
+    ) -> Result<(Vec<u8>, Option<Reservation>), Reply> {
         let max = self.app.config.max_body_bytes as u64;
         let limit = match framing {
-            Framing::NoBody => return Ok(Vec::new()),
+            Framing::NoBody => return Ok((Vec::new(), None)),
             Framing::Length(n) => n, // at most `max`: larger ones were refused
             Framing::Chunked => max + 1,
         };
@@ -256,13 +350,13 @@ impl Front {
                 400,
                 format!("bad request: body ended after {got} of {limit} bytes"),
             )),
-            Ok(_) => Ok(body),
+            Ok(_) => Ok((body, reserved)),
         }
     }
 
     /// Answers with `reply`, then closes the connection: it first stops reading, so tiny_http
     /// takes nothing more from it as a request and the drain of an unread body ends at once.
-    fn refuse(&self, request: Request, reply: Reply) {
+    fn refuse(&self, request: Request, reply: Reply) -> Ran {
         let addr = request.remote_addr().copied();
         let socket = self.connections.stop_reading(addr);
         let drainable = request
@@ -276,6 +370,7 @@ impl Front {
         if let Some(addr) = addr {
             self.connections.close(addr, socket);
         }
+        Ran::Done
     }
 
     /// Answers a request whose declared body tiny_http could never drop: its drain would ask
@@ -309,20 +404,26 @@ impl Front {
 
 /// Sends the reply and logs the request at debug level. False if the client did not take it.
 fn respond(request: Request, reply: Reply) -> bool {
-    let (status, received) = (reply.status, Instant::now());
-    let (method, url, addr) = (
-        request.method().clone(),
-        request.url().to_string(),
-        request.remote_addr().copied(),
-    );
+    let logged = log::log_enabled!(log::Level::Debug).then(|| {
+        let (method, url) = (request.method().clone(), request.url().to_string());
+        (
+            method,
+            url,
+            request.remote_addr().copied(),
+            reply.status,
+            Instant::now(),
+        )
+    });
     let sent = request.respond(to_response(reply));
-    if let Err(e) = &sent {
-        log::debug!("{method} {url} from {addr:?}: sending the answer: {e}");
+    if let Some((method, url, addr, status, started)) = logged {
+        if let Err(e) = &sent {
+            log::debug!("{method} {url} from {addr:?}: sending the answer: {e}");
+        }
+        log::debug!(
+            "{method} {url} {status} {:?} from {addr:?}",
+            started.elapsed()
+        );
     }
-    log::debug!(
-        "{method} {url} {status} {:?} from {addr:?}",
-        received.elapsed()
-    );
     sent.is_ok()
 }
 

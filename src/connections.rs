@@ -40,6 +40,8 @@ const CHECK: Duration = Duration::from_millis(5);
 const QUEUED_AFTER: Duration = Duration::from_millis(2);
 /// How long a probe waits to connect.
 const PROBE_WAIT: Duration = Duration::from_millis(100);
+/// At the connection budget, connections idle this long are closed to make room for new ones.
+const MAKE_ROOM_AFTER: Duration = Duration::from_secs(1);
 /// Probes sent in one look at most.
 const MAX_PROBES: usize = 64;
 
@@ -95,7 +97,7 @@ pub struct Socket {
 impl Socket {
     /// Shuts the connection down in the `how` direction(s), if it is still this socket: on our
     /// own duplicate of a descriptor, so the number cannot be reused between check and act.
-    fn shutdown(&self, how: Shutdown) -> bool {
+    pub fn shutdown(&self, how: Shutdown) -> bool {
         self.fds.iter().any(|&fd| {
             // SAFETY: F_DUPFD_CLOEXEC only reads `fd`; a closed number fails with EBADF.
             let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
@@ -452,12 +454,16 @@ impl Connections {
                     open -= 1;
                     continue;
                 }
-                idlest.push((idle, socket));
+                // One that has just connected gets the time to send its request.
+                if idle > MAKE_ROOM_AFTER {
+                    idlest.push((idle, socket));
+                }
             }
         }
         drop(peers);
         // At the budget, the idlest connections make room for new ones (a sixteenth of the
-        // budget), as nginx does when it runs out of connections.
+        // budget), as nginx does when it runs out of connections; until then the gate holds new
+        // ones back.
         let budget = self.budgets.connections;
         open -= verdicts.len();
         let excess = (open + budget / 16).saturating_sub(budget);

@@ -24,13 +24,13 @@
 //!   process exits non-zero so the kubelet restarts the pod.
 
 use std::io::{self, Cursor, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Request, Response, Server, StatusCode};
+use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 use crate::app::App;
 use crate::budgets::{self, Budgets, Reservation, Reserve};
@@ -354,8 +354,11 @@ impl Front {
         }
     }
 
-    /// Answers with `reply`, then closes the connection: it first stops reading, so tiny_http
-    /// takes nothing more from it as a request and the drain of an unread body ends at once.
+    /// Answers with `reply`, then closes the connection. It first stops reading, so that the
+    /// drain of an unread body ends at once; but tiny_http may already hold the bytes after
+    /// this request and parse them, and answer what it cannot parse with a 400 of its own. So
+    /// the answer goes through the request's writer, which holds any later answer of the
+    /// connection back until it is dropped, and the connection stops writing before that.
     fn refuse(&self, request: Request, reply: Reply) -> Ran {
         let addr = request.remote_addr().copied();
         let socket = self.connections.stop_reading(addr);
@@ -363,7 +366,21 @@ impl Front {
             .body_length()
             .is_none_or(|n| Vec::<u8>::new().try_reserve_exact(n).is_ok());
         if drainable {
-            respond(request, reply);
+            let (version, head) = (
+                request.http_version().clone(),
+                request.method() == &Method::Head,
+            );
+            let headers = request.headers().to_vec();
+            let mut writer = request.into_writer();
+            let written = to_response(reply)
+                .raw_print(&mut writer, version, &headers, head, None)
+                .and_then(|()| writer.flush());
+            if let Err(e) = written {
+                log::debug!("answer to a refused request from {addr:?}: {e}");
+            }
+            if let Some(socket) = &socket {
+                socket.shutdown(Shutdown::Write);
+            }
         } else {
             self.park(request, reply);
         }

@@ -13,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use support::fake_dns::FakeDns;
-use support::server::{Options, Server, read_reply, request, try_request};
+use support::server::{Options, Server, read_reply, request};
 use support::{is_root, open_file_limit, runnable};
 
 /// The memory the process must stay under with the default `MEMORY_LIMIT` (64 MiB): three
@@ -46,8 +46,9 @@ fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// A client that stores a few bytes and asks for /healthz over and over on new connections
-/// while a test drives the server past a bound; `stop` checks that each was answered.
+/// A client that stores a few bytes and asks for /healthz over and over on one keep-alive
+/// connection (as an ingress does) while a test drives the server past a bound; `stop` checks
+/// that each was answered.
 struct Steady {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<(usize, Duration)>,
@@ -57,13 +58,22 @@ impl Steady {
     fn start(addr: SocketAddr) -> Steady {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let mut stream = connect(addr);
         let thread = thread::spawn(move || {
             let (mut count, mut slowest) = (0, Duration::ZERO);
             while !stopped.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let stored = request(addr, "POST", "/store", b"steady;");
-                assert_eq!(stored.status, 200, "{}", stored.text());
-                assert_eq!(request(addr, "GET", "/healthz", b"").status, 200);
+                for (request, expected) in [
+                    (
+                        &b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\nsteady;"[..],
+                        200,
+                    ),
+                    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+                ] {
+                    stream.write_all(request).unwrap();
+                    let reply = read_reply(&mut stream, false).unwrap();
+                    assert_eq!(reply.status, expected, "{}", reply.text());
+                }
                 slowest = slowest.max(started.elapsed());
                 count += 1;
                 thread::sleep(Duration::from_millis(10));
@@ -464,7 +474,15 @@ fn a_low_open_file_limit_holds_connections_back_instead_of_ending_the_accept_loo
     let clients: Vec<_> = (0..200)
         .map(|_| {
             thread::spawn(move || {
-                let reply = try_request(addr, "GET", "/healthz", b"", &[]);
+                // Held back, a client's handshake is retried by its kernel after 1, 3, 7 and
+                // 15 s: give it that long.
+                let reply = TcpStream::connect_timeout(&addr, Duration::from_secs(20)).and_then(
+                    |mut stream| {
+                        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+                        stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")?;
+                        read_reply(&mut stream, false)
+                    },
+                );
                 reply.map(|r| r.status).map_err(|e| e.to_string())
             })
         })

@@ -193,8 +193,11 @@ fn pipelined_stores_are_answered_and_stored_in_order() {
         stream
             .write_all(&(0..5).flat_map(store).collect::<Vec<u8>>())
             .unwrap();
-        for _ in 0..5 {
-            assert_eq!(read_reply(&mut stream, false).unwrap().text(), greeting);
+        for i in 0..5 {
+            let reply = read_reply(&mut stream, false).unwrap_or_else(|e| {
+                panic!("round {round}, answer {i}: {e}; {}", server.log_text())
+            });
+            assert_eq!(reply.text(), greeting);
         }
         if round == 0 {
             std::thread::sleep(Duration::from_millis(100));

@@ -18,6 +18,11 @@ pub struct Config {
     pub lookup_timeout: Duration,
     pub peer_timeout: Duration,
     pub resolv_conf: PathBuf,
+    pub memory_limit: u64,
+    pub head_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
     pub log_filter: String,
 }
 
@@ -54,6 +59,31 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "RESOLV_CONF",
         "/etc/resolv.conf",
         "resolver configuration file",
+    ),
+    (
+        "MEMORY_LIMIT",
+        "67108864",
+        "memory the pod may use in bytes (its limits.memory): every budget comes from it",
+    ),
+    (
+        "HEAD_TIMEOUT_MS",
+        "10000",
+        "time for a request head to arrive once begun, 1 to 3600000",
+    ),
+    (
+        "BODY_TIMEOUT_MS",
+        "30000",
+        "time for a request body to arrive once reading began, 1 to 3600000",
+    ),
+    (
+        "IDLE_TIMEOUT_MS",
+        "75000",
+        "a connection with no request this long is closed, 1 to 3600000",
+    ),
+    (
+        "SEND_TIMEOUT_MS",
+        "10000",
+        "time one write of an answer may wait for the client, 1 to 3600000",
     ),
     (
         "RUST_LOG",
@@ -150,6 +180,29 @@ impl Config {
         )?;
         let peer_ms = bounded("PEER_TIMEOUT_MS", 1, 60_000, "milliseconds from 1 to 60000")?;
 
+        let memory_limit = bounded(
+            "MEMORY_LIMIT",
+            16 << 20,
+            1 << 40,
+            "a whole number of bytes from 16777216 to 1099511627776",
+        )?;
+        let timeout = |variable| {
+            bounded(variable, 1, 3_600_000, "milliseconds from 1 to 3600000")
+                .map(Duration::from_millis)
+        };
+        let head_timeout = timeout("HEAD_TIMEOUT_MS")?;
+        let body_timeout = timeout("BODY_TIMEOUT_MS")?;
+        let idle_timeout = timeout("IDLE_TIMEOUT_MS")?;
+        let send_timeout = timeout("SEND_TIMEOUT_MS")?;
+        // A body at the limit must fit the budget of body bytes (see budgets.rs).
+        if max_body_bytes > memory_limit / 4 * 3 / 4 {
+            return Err(error(
+                "MAX_BODY_BYTES",
+                max_body_bytes.to_string(),
+                "at most 3/16 of MEMORY_LIMIT, the budget of request bodies being received",
+            ));
+        }
+
         let resolv = value("RESOLV_CONF");
         if resolv.is_empty() {
             return Err(error(
@@ -177,6 +230,11 @@ impl Config {
             lookup_timeout: Duration::from_millis(lookup_ms),
             peer_timeout: Duration::from_millis(peer_ms),
             resolv_conf: PathBuf::from(resolv),
+            memory_limit,
+            head_timeout,
+            body_timeout,
+            idle_timeout,
+            send_timeout,
             log_filter,
         })
     }
@@ -246,6 +304,7 @@ mod tests {
         assert_eq!(c.lookup_timeout, Duration::from_millis(2000));
         assert_eq!(c.peer_timeout, Duration::from_millis(1000));
         assert_eq!(c.resolv_conf, PathBuf::from("/etc/resolv.conf"));
+        assert_eq!(c.memory_limit, 64 << 20);
         assert_eq!(c.log_filter, "info");
     }
 
@@ -268,6 +327,11 @@ mod tests {
             ("LOOKUP_TIMEOUT_MS", "60001"),
             ("PEER_TIMEOUT_MS", "1.5"),
             ("RESOLV_CONF", ""),
+            ("MEMORY_LIMIT", "64Mi"),
+            ("MEMORY_LIMIT", "1000"),
+            ("MAX_BODY_BYTES", "20000000"),
+            ("IDLE_TIMEOUT_MS", "0"),
+            ("SEND_TIMEOUT_MS", "5s"),
             ("RUST_LOG", "loud"),
             ("RUST_LOG", "hello_stateful=verbose"),
         ] {

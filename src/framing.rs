@@ -1,12 +1,14 @@
 //! Request framing: how long a request's body is, judged from its headers before tiny_http is
 //! allowed to read or drain it.
 //!
-//! tiny_http 0.12 trusts these headers in ways that can be abused (see `front.rs`): it treats an
+//! tiny_http 0.12 trusts these headers in ways that can be abused (`src/request.rs`): it treats an
 //! unparsable `Content-Length` as "no body" and then reads the body as the next request, and it
 //! applies chunked decoding for any `Transfer-Encoding`. So the front checks the framing itself,
 //! strictly as RFC 9112 section 6 asks, and refuses what tiny_http would get wrong.
 
 use std::fmt;
+
+use crate::decimal::{DecimalError, parse_decimal};
 
 /// How the body of a well-framed request is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,44 +52,46 @@ impl fmt::Display for FramingError {
     }
 }
 
-/// Judges the framing from the request's header fields (name, value).
-pub fn framing<'a>(
-    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<Framing, FramingError> {
-    let mut length: Option<u64> = None;
-    let mut encoding: Option<&str> = None;
-    for (name, value) in headers {
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            // A list such as "5, 5" is one value repeated (RFC 9112 6.3); anything else is bad.
-            for item in value.split(',') {
-                let n = parse_length(item.trim())?;
-                if length.is_some_and(|seen| seen != n) {
-                    return Err(FramingError::BadLength(value.to_string()));
+impl Framing {
+    /// Judges the framing from the request's header fields (name, value).
+    pub fn of<'a>(
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Framing, FramingError> {
+        let mut length: Option<u64> = None;
+        let mut encoding: Option<&str> = None;
+        for (name, value) in headers {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                // A list such as "5, 5" is one value repeated (RFC 9112 6.3); anything else is bad.
+                for item in value.split(',') {
+                    let n = parse_length(item.trim())?;
+                    if length.is_some_and(|seen| seen != n) {
+                        return Err(FramingError::BadLength(value.to_string()));
+                    }
+                    length = Some(n);
                 }
-                length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                if encoding.is_some() || !value.eq_ignore_ascii_case("chunked") {
+                    return Err(FramingError::UnsupportedEncoding(value.to_string()));
+                }
+                encoding = Some(value);
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if encoding.is_some() || !value.eq_ignore_ascii_case("chunked") {
-                return Err(FramingError::UnsupportedEncoding(value.to_string()));
-            }
-            encoding = Some(value);
         }
-    }
-    match (length, encoding) {
-        (Some(_), Some(_)) => Err(FramingError::LengthAndEncoding),
-        (None, Some(_)) => Ok(Framing::Chunked),
-        (Some(0) | None, None) => Ok(Framing::NoBody),
-        (Some(n), None) => Ok(Framing::Length(n)),
+        match (length, encoding) {
+            (Some(_), Some(_)) => Err(FramingError::LengthAndEncoding),
+            (None, Some(_)) => Ok(Framing::Chunked),
+            (Some(0) | None, None) => Ok(Framing::NoBody),
+            (Some(n), None) => Ok(Framing::Length(n)),
+        }
     }
 }
 
 /// `1*DIGIT` exactly: no sign, no spaces inside (Rust's `parse` would take "+5").
 fn parse_length(text: &str) -> Result<u64, FramingError> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(FramingError::BadLength(text.to_string()));
-    }
-    text.parse().map_err(|_| FramingError::LengthOverflow)
+    parse_decimal(text).map_err(|e| match e {
+        DecimalError::NotDigits => FramingError::BadLength(text.to_string()),
+        DecimalError::TooLarge => FramingError::LengthOverflow,
+    })
 }
 
 #[cfg(test)]
@@ -95,7 +99,7 @@ mod tests {
     use super::*;
 
     fn judge(headers: &[(&str, &str)]) -> Result<Framing, FramingError> {
-        framing(headers.iter().copied())
+        Framing::of(headers.iter().copied())
     }
 
     #[test]

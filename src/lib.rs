@@ -2,8 +2,10 @@
 //! replica. Each module is one concern; `main.rs` wires them together.
 
 pub mod app;
+pub mod budgets;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod deadline;
 pub mod decimal;
 pub mod dns;
@@ -13,8 +15,6 @@ pub mod lifecycle;
 pub mod routes;
 pub mod storage;
 pub mod sync;
-pub mod watchdog;
-pub mod workers;
 
 /// The integration tests' temporary folder, so the unit tests use the same one.
 #[cfg(test)]

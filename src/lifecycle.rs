@@ -6,18 +6,21 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::Instant;
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::sync::{lock, wait};
+
 /// Shared shutdown state. The first `stop` wins and sets the exit status.
 pub struct Lifecycle {
     stopping: AtomicBool,
     exit_code: AtomicI32,
     stopped_at: Mutex<Option<Instant>>,
+    stopped: Condvar,
     server: OnceLock<Arc<tiny_http::Server>>,
 }
 
@@ -27,6 +30,7 @@ impl Default for Lifecycle {
             stopping: AtomicBool::new(false),
             exit_code: AtomicI32::new(0),
             stopped_at: Mutex::new(None),
+            stopped: Condvar::new(),
             server: OnceLock::new(),
         }
     }
@@ -48,7 +52,8 @@ impl Lifecycle {
             return;
         }
         self.exit_code.store(code, Ordering::Release);
-        *self.stopped_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        *lock(&self.stopped_at) = Some(Instant::now());
+        self.stopped.notify_all();
         if let Some(server) = self.server.get() {
             // Queued behind requests already received, so those are still handled.
             server.unblock();
@@ -65,7 +70,18 @@ impl Lifecycle {
 
     /// When the shutdown began; the shutdown's time budget counts from here.
     pub fn stopped_at(&self) -> Option<Instant> {
-        *self.stopped_at.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.stopped_at)
+    }
+
+    /// Waits until a shutdown begins; returns when it began.
+    pub fn wait(&self) -> Instant {
+        let mut at = lock(&self.stopped_at);
+        loop {
+            if let Some(at) = *at {
+                return at;
+            }
+            at = wait(&self.stopped, at);
+        }
     }
 
     /// Turns SIGTERM and SIGINT into `stop(0)`. A second signal ends the process at once.
@@ -91,36 +107,11 @@ impl Lifecycle {
             })?;
         Ok(())
     }
-
-    /// tiny_http's accept thread panics when it cannot start a connection thread, and then no
-    /// connection is ever accepted again while `recv` waits forever. Its threads are the only
-    /// unnamed ones, so a panic there that failed to spawn a thread means the accept loop is
-    /// gone: stop with status 1 so the kubelet restarts the pod instead of leaving it hung.
-    pub fn exit_when_accept_thread_dies(self: &Arc<Self>) {
-        let lifecycle = self.clone();
-        let default_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            default_hook(info);
-            let unnamed = thread::current().name().is_none();
-            let message = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if unnamed && message.contains("failed to spawn thread") {
-                log::error!(
-                    "tiny_http's accept loop died ({message}); exiting so the pod restarts"
-                );
-                lifecycle.stop(1);
-            }
-        }));
-    }
 }
 
 /// Raises the soft limit on open files to the hard limit, as Go does at start since 1.19:
 /// tiny_http keeps two descriptors per connection and its accept loop ends for good on EMFILE,
-/// so the default soft limit of 1024 would let ~500 idle clients stop the server.
+/// so the connection budget is sized to the limit this returns.
 pub fn raise_open_file_limit() -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -142,6 +133,18 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
         limit = raised;
     }
     Ok(limit.rlim_cur)
+}
+
+/// glibc's malloc (musl's, which the image ships, needs nothing) serves a large block from a
+/// thread's heap once a freed one has raised its threshold, and `calloc` then writes zeros over
+/// all of it: the buffer of tiny_http's drain for a refused body would become resident. A fixed
+/// threshold keeps large blocks mapped on their own: untouched until used, unmapped when freed.
+pub fn keep_large_blocks_mapped() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a tuning parameter of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 #[cfg(test)]

@@ -3,31 +3,23 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hello_stateful::app::App;
+use hello_stateful::budgets::Budgets;
 use hello_stateful::config::{self, Config};
+use hello_stateful::connections::Connections;
 use hello_stateful::dns::Resolver;
-use hello_stateful::front;
+use hello_stateful::front::Front;
 use hello_stateful::lifecycle::{self, Lifecycle};
 use hello_stateful::storage::Storage;
-use hello_stateful::watchdog;
-use hello_stateful::workers::Workers;
 
-/// Worker threads at most: each stalled client holds one, so this is how many can stall at once
-/// before others queue.
-const MAX_WORKERS: usize = 4096;
 /// The kubelet's default grace period is 30 s, but a StatefulSet rolls one pod at a time, so
 /// each second here is a second of the rollout: finish within one.
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(800);
-
-/// Pending connections the kernel keeps for the accept loop. std listens with 128: a burst of
-/// new connections (an ingress reconnecting, a load test starting) then overflows it, and the
-/// kernel drops SYNs that clients only retry a second later. The kernel caps this at
-/// net.core.somaxconn (4096 by default).
-const LISTEN_BACKLOG: i32 = 4096;
 
 fn main() -> ExitCode {
     match try_main() {
@@ -76,15 +68,16 @@ fn try_main() -> Result<u8, StartError> {
         .parse_filters(&config.log_filter)
         .init();
 
+    lifecycle::keep_large_blocks_mapped();
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle
         .watch_signals()
         .map_err(|e| StartError::new(1, format!("install signal handlers: {e}")))?;
-    lifecycle.exit_when_accept_thread_dies();
-    match lifecycle::raise_open_file_limit() {
-        Ok(limit) => log::debug!("open file limit {limit}"),
-        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
-    }
+    let open_files = lifecycle::raise_open_file_limit().unwrap_or_else(|e| {
+        log::warn!("cannot raise the open file limit: {e}");
+        1024
+    });
+    let budgets = Budgets::new(&config, open_files);
     let hostname = dns_lookup::get_hostname()
         .map_err(|e| StartError::new(1, format!("read hostname: {e}")))?;
 
@@ -93,18 +86,22 @@ fn try_main() -> Result<u8, StartError> {
         Box::new(move |_: &str| lifecycle.stop(1))
     };
     let storage = Storage::open(&config.data_file, on_fatal).map_err(|e| StartError::new(1, e))?;
-    let server = listen(config.listen_addr)
-        .and_then(|listener| {
-            tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)
-        })
+    let listener = listen(config.listen_addr, &budgets)
         .map_err(|e| StartError::new(1, format!("listen on {}: {e}", config.listen_addr)))?;
+    let (bound, listener_fd) = (
+        listener.local_addr().unwrap_or(config.listen_addr),
+        listener.as_raw_fd(),
+    );
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| StartError::new(1, format!("serve on {}: {e}", config.listen_addr)))?;
     let server = Arc::new(server);
     lifecycle.attach(server.clone());
-    let bound = server.server_addr().to_ip().unwrap_or(config.listen_addr);
-    let kick = watchdog::start(bound, lifecycle.clone())
-        .map_err(|e| StartError::new(1, format!("start the watchdog: {e}")))?;
+    let connections = Arc::new(Connections::new(bound, budgets));
+    connections
+        .watch(&lifecycle, listener_fd)
+        .map_err(|e| StartError::new(1, format!("start the connection watch: {e}")))?;
     log::info!(
-        "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes); /get looks up {} (resolver {}, timeout {} ms)",
+        "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes); /get looks up {} (resolver {}, timeout {} ms); budgets for a memory limit of {} bytes: {} connections, {} bytes of request bodies",
         env!("CARGO_PKG_VERSION"),
         config.listen_addr,
         config.data_file.display(),
@@ -112,6 +109,9 @@ fn try_main() -> Result<u8, StartError> {
         config.service_name,
         config.resolv_conf.display(),
         config.lookup_timeout.as_millis(),
+        config.memory_limit,
+        budgets.connections,
+        budgets.body_bytes,
     );
 
     let app = Arc::new(App {
@@ -125,21 +125,10 @@ fn try_main() -> Result<u8, StartError> {
         lifecycle: lifecycle.clone(),
         config,
     });
-    let workers = Workers::new(MAX_WORKERS);
-    if let Err(e) = front::serve(&app, &server, &workers, kick) {
-        log::error!("tiny_http's accept loop died: {e}; exiting so the pod restarts");
-        lifecycle.stop(1);
-    }
-
     // Answer what was accepted (within the budget: a stalled upload must not hold the exit),
     // then write and sync every record still queued.
-    let deadline = lifecycle.stopped_at().unwrap_or_else(Instant::now) + SHUTDOWN_BUDGET;
-    if !workers.wait_idle(deadline) {
-        log::warn!(
-            "{} requests still open at shutdown; not waiting for them",
-            workers.pending()
-        );
-    }
+    let front = Front::new(app.clone(), server, connections, budgets);
+    front.serve(SHUTDOWN_BUDGET);
     app.storage.close();
     let code = lifecycle.exit_code();
     log::info!(
@@ -149,12 +138,19 @@ fn try_main() -> Result<u8, StartError> {
     Ok(code as u8)
 }
 
-/// Binds like `TcpListener::bind` (with SO_REUSEADDR, as std does on Unix), with a deeper backlog.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+/// Binds like `TcpListener::bind` (with SO_REUSEADDR, as std does on Unix), with two bounds:
+/// - the backlog of connections the kernel completes for the accept loop is the connection
+///   budget (std's 128 is overflowed by an ingress reconnecting or a load test starting, and the
+///   kernel drops SYNs that clients retry only a second later; tiny_http accepts whatever waits
+///   there, so more would only become threads past the budget);
+/// - a send timeout, which every accepted connection inherits: tiny_http sets none, so a client
+///   that never reads its answers would hold a thread in `write` for good.
+fn listen(addr: SocketAddr, budgets: &Budgets) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    socket.set_write_timeout(Some(budgets.send_timeout))?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(i32::try_from(budgets.connections).unwrap_or(i32::MAX))?;
     Ok(socket.into())
 }

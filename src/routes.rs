@@ -114,12 +114,21 @@ pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
 /// record is durable. During a shutdown the storage stays open until the requests received
 /// before the signal are done, so those are still stored; later ones get 503 from `close`.
 pub fn store(storage: &Storage, greeting: &str, body: Vec<u8>) -> Reply {
-    let record = if body.is_empty() {
+    stored(greeting, storage.append(record(greeting, body)))
+}
+
+/// What `/store` appends: the body as sent, or the greeting when it is empty.
+pub fn record(greeting: &str, body: Vec<u8>) -> Vec<u8> {
+    if body.is_empty() {
         greeting.as_bytes().to_vec()
     } else {
         body
-    };
-    match storage.append(record) {
+    }
+}
+
+/// The answer to `/store` once the append is durable or has failed.
+pub fn stored(greeting: &str, result: Result<(), AppendError>) -> Reply {
+    match result {
         Ok(()) => Reply::text(200, greeting),
         Err(e @ AppendError::DiskFull) => Reply::error(507, e),
         Err(e @ AppendError::Io(_)) => Reply::error(500, e),

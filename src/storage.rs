@@ -24,7 +24,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -123,9 +123,12 @@ struct Queue {
     closed: bool,
 }
 
+/// What to do with a record's outcome, on the writer thread: it must not block.
+pub type Done = Box<dyn FnOnce(Result<(), AppendError>) + Send>;
+
 struct Pending {
     bytes: Vec<u8>,
-    done: SyncSender<Result<(), AppendError>>,
+    done: Done,
 }
 
 impl Storage {
@@ -163,16 +166,30 @@ impl Storage {
     /// Appends `bytes` as one contiguous record and returns once it is durable.
     pub fn append(&self, bytes: Vec<u8>) -> Result<(), AppendError> {
         let (done, result) = sync_channel(1);
-        {
-            let mut queue = lock(&self.state.queue);
-            if queue.closed {
-                return Err(AppendError::Closed);
-            }
-            queue.pending.push(Pending { bytes, done });
-        }
-        self.state.wake.notify_one();
+        self.append_then(
+            bytes,
+            Box::new(move |outcome| {
+                // The requester waits for this; if it is gone there is nobody left to tell.
+                let _ = done.send(outcome);
+            }),
+        );
         // The writer answers every record it takes; a closed channel means it died with it.
         result.recv().unwrap_or(Err(AppendError::Closed))
+    }
+
+    /// Appends `bytes` as one contiguous record and calls `done` with the outcome once it is
+    /// durable (or failed), on the writer thread; at once if the file is closed.
+    pub fn append_then(&self, bytes: Vec<u8>, done: Done) {
+        {
+            let mut queue = lock(&self.state.queue);
+            if !queue.closed {
+                queue.pending.push(Pending { bytes, done });
+                drop(queue);
+                self.state.wake.notify_one();
+                return;
+            }
+        }
+        done(Err(AppendError::Closed));
     }
 
     /// Bytes of the file that are durable, so `/data` never shows an unacknowledged record.
@@ -380,8 +397,7 @@ fn append_error(e: &io::Error, message: String) -> AppendError {
 }
 
 fn answer(record: Pending, result: Result<(), AppendError>) {
-    // The requester always waits for its answer; if it is gone there is nobody left to tell.
-    let _ = record.done.send(result);
+    (record.done)(result);
 }
 
 /// Opens the data file for writing, creating it and its directory if missing, and cuts what

@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 
-use support::server::{Options, Server, try_request};
+use std::io::Write;
+use std::time::Duration;
+
+use support::server::{Options, Server, read_reply, try_request};
 use support::{TempDir, hostname, is_root};
 
 #[test]
@@ -173,6 +176,37 @@ fn concurrent_bodies_are_each_stored_once_and_whole() {
 }
 
 #[test]
+fn pipelined_stores_are_answered_and_stored_in_order() {
+    let server = Server::start();
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let store = |i: usize| {
+        format!("POST /store HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{i};").into_bytes()
+    };
+    let greeting = format!("hello from v2:{}", hostname());
+    for round in 0..2 {
+        // On a connection the server has only just seen, each request waits for its sync on a
+        // handler; on one it has looked at, the storage writer answers, and the requests that
+        // waited behind go on on a handler.
+        stream
+            .write_all(&(0..5).flat_map(store).collect::<Vec<u8>>())
+            .unwrap();
+        for i in 0..5 {
+            let reply = read_reply(&mut stream, false).unwrap_or_else(|e| {
+                panic!("round {round}, answer {i}: {e}; {}", server.log_text())
+            });
+            assert_eq!(reply.text(), greeting);
+        }
+        if round == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(server.data(), b"0;1;2;3;4;0;1;2;3;4;");
+}
+
+#[test]
 fn help_version_and_bad_settings() {
     let binary = env!("CARGO_BIN_EXE_hello-stateful");
     let help = Command::new(binary).arg("--help").output().unwrap();
@@ -229,7 +263,7 @@ fn unwritable_volume_is_a_start_up_error_that_says_how_to_fix_it() {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_hello-stateful"))
+        let out = Command::new(support::binary_for_any_user(&dir))
             .env("DATA_FILE", volume.join("hello"))
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .uid(65534)

@@ -14,6 +14,18 @@ pub fn hostname() -> String {
     dns_lookup::get_hostname().expect("hostname")
 }
 
+/// A copy of the server binary in `dir` that any user can run: the build output may sit in a
+/// folder other users cannot enter. `dir` and the copy are made readable by all.
+pub fn binary_for_any_user(dir: &TempDir) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = dir.path().join("hello-stateful");
+    std::fs::copy(env!("CARGO_BIN_EXE_hello-stateful"), &copy).unwrap();
+    for path in [dir.path(), &copy] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    copy
+}
+
 pub fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)

@@ -62,14 +62,19 @@ impl Server {
             Some((_, listen)) => listen.parse().expect("LISTEN_ADDR option is ip:port"),
             None => format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         };
-        let binary = env!("CARGO_BIN_EXE_hello-stateful");
+        // Another user may not be able to reach the build output (a clone in a folder only its
+        // owner may enter, such as root's home): that user gets a copy it can reach.
+        let binary = match options.uid {
+            Some(_) => super::binary_for_any_user(&dir),
+            None => PathBuf::from(env!("CARGO_BIN_EXE_hello-stateful")),
+        };
         let mut command = match options.wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(binary);
+                c.args(args).arg(&binary);
                 c
             }
-            None => Command::new(binary),
+            None => Command::new(&binary),
         };
         // Without a DNS server of the test's own, /get must fail fast: nothing listens here.
         let resolv = dir.path().join("resolv.conf");
@@ -167,9 +172,23 @@ impl Server {
 
     /// Resident memory of the server, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the server has had since it started, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Descriptors the server has open.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
     }
 }
 

@@ -445,14 +445,20 @@ fn respond(request: Request, reply: Reply) -> bool {
 }
 
 pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
-    let mut headers = Vec::with_capacity(3);
-    let content_type: &[u8] = match reply.body {
-        Body::Text(_) => b"text/plain; charset=utf-8",
-        Body::File { .. } => b"application/octet-stream",
-    };
-    headers.extend(Header::from_bytes(&b"Content-Type"[..], content_type));
-    if let Some(allow) = reply.allow {
-        headers.extend(Header::from_bytes(&b"Allow"[..], allow.as_bytes()));
+    let mut headers = Vec::with_capacity(reply.headers.len() + 2);
+    if !reply
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("Content-Type"))
+    {
+        let default: &[u8] = match reply.body {
+            Body::Text(_) => b"text/plain; charset=utf-8",
+            Body::File { .. } => b"application/octet-stream",
+        };
+        headers.extend(Header::from_bytes(&b"Content-Type"[..], default));
+    }
+    for (name, value) in &reply.headers {
+        headers.extend(Header::from_bytes(name.as_bytes(), value.as_bytes()));
     }
     // Every 503 is a moment's shortage (a budget, a lookup, a shutdown): say when to retry.
     if reply.status == 503 {

@@ -53,7 +53,9 @@ pub fn route(method: &str, path: &str) -> Route {
 pub struct Reply {
     pub status: u16,
     pub body: Body,
-    pub allow: Option<&'static str>,
+    /// Header fields for this answer (`Allow`, or a `Content-Type` other than the body's
+    /// default); the front adds the framing.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 pub enum Body {
@@ -70,8 +72,14 @@ impl Reply {
         Reply {
             status,
             body: Body::Text(body.into()),
-            allow: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same answer with one more header field.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// A one-line error: what failed and why.
@@ -103,10 +111,10 @@ pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
         Route::Healthz => Reply::text(200, "ok\n"),
         Route::Readyz => readyz(&app.storage, app.lifecycle.is_stopping()),
         Route::NotFound => not_found(path),
-        Route::WrongMethod(allow) => Reply {
-            allow: Some(allow),
-            ..Reply::error(405, format!("method not allowed; allowed: {allow}"))
-        },
+        Route::WrongMethod(allow) => {
+            Reply::error(405, format!("method not allowed; allowed: {allow}"))
+                .with_header("Allow", allow)
+        }
     }
 }
 
@@ -190,7 +198,7 @@ pub fn data(storage: &Storage) -> Reply {
         Ok(file) => Reply {
             status: 200,
             body: Body::File { file, len },
-            allow: None,
+            headers: Vec::new(),
         },
         Err(e) => {
             log::error!("open {} for /data: {e}", storage.path().display());

@@ -17,6 +17,26 @@ import tempfile
 COMPONENTS = ("nginx", "traefik", "gateway")
 
 
+def quantity_bytes(q):
+    """A Kubernetes memory quantity ("64Mi", "1G", "1048576") in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9}
+    for unit, factor in units.items():
+        if q.endswith(unit):
+            return int(q[: -len(unit)]) * factor
+    return int(q)
+
+
+def env_value(e, container):
+    """What the kubelet puts in an env entry: a plain value, or the container's own memory
+    limit (resourceFieldRef limits.memory, divisor 1), the one reference the manifests use."""
+    if "value" in e:
+        return e["value"]
+    ref = e.get("valueFrom", {}).get("resourceFieldRef", {})
+    if ref.get("resource") == "limits.memory" and ref.get("divisor", "1") in ("1", 1):
+        return str(quantity_bytes(container["resources"]["limits"]["memory"]))
+    raise ManifestError(f"env {e['name']}: only plain values and limits.memory are emulated")
+
+
 class ManifestError(Exception):
     pass
 
@@ -84,9 +104,7 @@ class App:
         self.image = c["image"]
         self.env = {}
         for e in c.get("env", []):
-            if "value" not in e:
-                raise ManifestError(f"env {e['name']}: only plain values are emulated")
-            self.env[e["name"]] = e["value"]
+            self.env[e["name"]] = env_value(e, c)
         self.ports = [(p.get("name"), p["containerPort"]) for p in c.get("ports", [])]
         psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
         self.uid = csc.get("runAsUser", psc.get("runAsUser"))

@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,14 @@ use crate::budgets::{
     Shortage,
 };
 use crate::lifecycle::Lifecycle;
-use crate::sync::lock;
+use crate::sync::{lock, wait_timeout};
 
-/// Time between two looks at every connection.
+/// Time between two looks at every connection while one is changing, and when none is.
 const PERIOD: Duration = Duration::from_millis(5);
-/// Time between two counts of the process's descriptors.
+const CALM_PERIOD: Duration = Duration::from_millis(250);
+/// Time between two counts of the process's descriptors near the budget, and below.
 const CHECK: Duration = Duration::from_millis(5);
+const CALM_CHECK: Duration = Duration::from_millis(20);
 /// Bytes waiting this long on a connection nobody has read from mean tiny_http queued it.
 const QUEUED_AFTER: Duration = Duration::from_millis(2);
 /// How long a probe waits to connect.
@@ -134,6 +136,9 @@ pub struct Connections {
     peers: Mutex<HashMap<SocketAddr, Peer>>,
     /// New connections are being held back in the kernel.
     gated: AtomicBool,
+    /// Set, and `nudge` notified, when the gate sees the number of descriptors change.
+    nudged: Mutex<bool>,
+    nudge: Condvar,
 }
 
 impl Connections {
@@ -151,6 +156,8 @@ impl Connections {
             budgets,
             peers: Mutex::new(HashMap::new()),
             gated: AtomicBool::new(false),
+            nudged: Mutex::new(false),
+            nudge: Condvar::new(),
         }
     }
 
@@ -303,9 +310,14 @@ impl Connections {
         // Descriptors of the process's own (data file, listener, logs) before any connection.
         let own = open_files();
         let (shut_at, open_at) = (own + 2 * (budget + budget / 8), own + 2 * budget);
-        let mut shut = false;
+        let (mut shut, mut last) = (false, own);
         while !lifecycle.is_stopping() {
-            thread::sleep(CHECK);
+            // Near the budget every few milliseconds; with few connections less often.
+            thread::sleep(if last > own + budget {
+                CHECK
+            } else {
+                CALM_CHECK
+            });
             if inode(listener) != listening {
                 log::error!(
                     "tiny_http's accept loop died and closed the listening socket; exiting so the pod restarts"
@@ -314,6 +326,12 @@ impl Connections {
                 return;
             }
             let files = open_files();
+            if files != last {
+                // New connections may be queued by tiny_http's pool: look at them now.
+                last = files;
+                *lock(&self.nudged) = true;
+                self.nudge.notify_one();
+            }
             if files >= shut_at && !shut || files < open_at && shut {
                 // SAFETY: borrowed for one call; `listener` was checked to be the listening
                 // socket just above.
@@ -338,12 +356,16 @@ impl Connections {
         }
     }
 
-    /// Looks at every connection each [`PERIOD`] and closes those past a bound.
+    /// Looks at every connection and closes those past a bound: each [`PERIOD`] while one is
+    /// changing (new, queued, sending a head or a body, being closed), otherwise each
+    /// [`CALM_PERIOD`] or when the gate sees the number of descriptors change.
     fn look_each_period(&self, lifecycle: &Lifecycle) {
         let mut seen = HashMap::new();
         while !lifecycle.is_stopping() {
             let started = Instant::now();
             let look = self.look(&mut seen);
+            let cost = started.elapsed();
+            let eager = look.eager || !look.verdicts.is_empty();
             for v in look.verdicts {
                 v.shortage
                     .hit(format_args!("{}: {}; closing it", v.socket.peer, v.why));
@@ -369,7 +391,14 @@ impl Connections {
             }
             // A look costs a few system calls per connection: with many connections, look less
             // often, so that looking never takes more than a twentieth of the time.
-            thread::sleep(PERIOD.max(started.elapsed() * 20));
+            let pause = if eager { PERIOD } else { CALM_PERIOD };
+            let mut nudged = lock(&self.nudged);
+            if !*nudged {
+                nudged = wait_timeout(&self.nudge, nudged, pause).0;
+            }
+            *nudged = false;
+            drop(nudged);
+            thread::sleep(PERIOD.max(cost * 20).saturating_sub(started.elapsed()));
         }
     }
 
@@ -378,7 +407,7 @@ impl Connections {
         let sockets = scan(self.port);
         let now = Instant::now();
         let mut verdicts = Vec::new();
-        let mut queued = 0;
+        let (mut queued, mut eager) = (0, false);
         let mut open = 0usize;
         let mut idlest = Vec::new();
         let mut peers = self.peers();
@@ -446,6 +475,11 @@ impl Connections {
             if socket.consumed == 0 && socket.unread > 0 && socket.quiet > QUEUED_AFTER {
                 queued += 1;
             }
+            // Bytes on their way in, or a connection made a moment ago: look again soon.
+            eager |= head > 0
+                || body_since.is_some()
+                || socket.unread > 0
+                || socket.quiet < MAKE_ROOM_AFTER;
             if !busy && head == 0 && socket.unread == 0 {
                 let idle = socket.quiet.min(now - idle_since);
                 if idle > self.budgets.idle_timeout {
@@ -478,7 +512,11 @@ impl Connections {
                 });
             }
         }
-        Look { verdicts, queued }
+        Look {
+            verdicts,
+            queued,
+            eager,
+        }
     }
 }
 
@@ -488,6 +526,8 @@ struct Look {
     verdicts: Vec<Verdict>,
     /// Connections tiny_http has queued instead of giving them a thread.
     queued: usize,
+    /// A connection is changing: look again soon.
+    eager: bool,
 }
 
 /// A filter for the listening socket that drops segments with SYN set and ACK not: requests for

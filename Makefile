@@ -94,9 +94,9 @@ build: ## Build the stripped static musl release binary (adds the rustup target 
 test: test-cargo test-manifests test-makefile ## Run every test: cargo tests, manifest checks, Makefile checks
 
 .PHONY: test-cargo
-test-cargo: ## Run the Rust unit and integration tests
+test-cargo: venv ## Run the Rust unit and integration tests (REDbot from target/venv)
 	@$(LIB); need_cargo
-	run $(CARGO) test --locked
+	PATH="$(VENV)/bin:$$PATH" run $(CARGO) test --locked
 
 .PHONY: test-manifests
 test-manifests: venv ## Validate the rendered manifests (schemas, policy, yamllint) and lint the Dockerfile

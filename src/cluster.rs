@@ -3,7 +3,9 @@
 //! ([`Peer`]); `routes.rs` renders it.
 //!
 //! Peers are the SRV records of the same lookup as `/get`, asked at the port each record gives.
-//! Only `/data` is ever asked, so a `/cluster` never fans out further. Fetches run on threads of
+//! Only `/data` is ever asked, and only for its tail (`Range: bytes=-4096`), so a `/cluster`
+//! never fans out further, nor reads more than it shows; a peer that ignores the range (an
+//! older version) sends all of it, of which the tail is kept as before. Fetches run on threads of
 //! their own, at most [`MAX_FETCHES`] at once across all requests, so a dead or slow peer costs
 //! its own timeout and nothing else, and never touches the writing of data. A request never
 //! waits for a free fetch past its own time bound: a peer it cannot ask in time gets an error
@@ -185,13 +187,16 @@ pub fn fetch(
         .map_err(|why| format!("GET http://{addr}/data: {}", reason(why, timeout)))
 }
 
-/// GET `/data` from `addr`, all of it by `deadline`; `host` goes in the `Host` header.
+/// GET the tail of `/data` from `addr`, all of it by `deadline`; `host` goes in the `Host`
+/// header.
 fn get_data(addr: SocketAddr, host: &str, deadline: Instant) -> Result<PeerData, io::Error> {
     let mut stream = DeadlineStream::connect(addr, deadline)?;
     // HTTP/1.0 so the peer answers with a Content-Length (tiny_http only chunks for 1.1) and closes.
     let port = addr.port();
-    let request =
-        format!("GET /data HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: hello-stateful\r\n\r\n");
+    let request = format!(
+        "GET /data HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: hello-stateful\r\n\
+         Range: bytes=-{SHOWN_BYTES}\r\n\r\n"
+    );
     stream.write_all(request.as_bytes())?;
     read_response(&mut stream)
 }
@@ -217,7 +222,9 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
-/// Parses a peer's response: status 200, then the body, keeping only its last [`SHOWN_BYTES`].
+/// Parses a peer's response: status 200 with all of the data, or 206 with a part that ends
+/// where the data does (its `Content-Range` gives the data's length); then the body, keeping
+/// only its last [`SHOWN_BYTES`].
 fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
     let mut head = Vec::new();
     let mut buf = [0u8; 8192];
@@ -239,25 +246,47 @@ fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line.split(' ').nth(1).unwrap_or_default();
-    if status != "200" {
-        return Err(invalid(format!("answered {}", status_line.trim())));
-    }
-    let length: Option<u64> = lines
+    let fields: Vec<(&str, &str)> = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| parse_decimal(v.trim()).ok());
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    let field = |wanted: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|&(_, value)| value)
+    };
+    // Where the body starts in the data, and the data's length when the body is a part of it.
+    let (first, total) = match status {
+        "200" => (0, None),
+        "206" => {
+            let range = field("content-range").unwrap_or_default();
+            let (first, last, total) = content_range(range)
+                .ok_or_else(|| invalid(format!("206 with Content-Range {range:?}")))?;
+            if last + 1 != total {
+                return Err(invalid(format!(
+                    "asked for the end of the data, got {range}"
+                )));
+            }
+            (first, Some(total))
+        }
+        _ => return Err(invalid(format!("answered {}", status_line.trim()))),
+    };
+    let length: Option<u64> = field("content-length").and_then(|v| parse_decimal(v).ok());
     let mut data = PeerData {
-        total: 0,
+        total: first,
         tail: Vec::new(),
     };
+    let mut received = 0u64;
     loop {
         // Bytes past the stated length are not the file's: keep none of them.
         let wanted = length.map_or(rest.len(), |len| {
             rest.len()
-                .min(usize::try_from(len - data.total).unwrap_or(usize::MAX))
+                .min(usize::try_from(len - received).unwrap_or(usize::MAX))
         });
         keep_tail(&mut data, &rest[..wanted]);
-        if length.is_some_and(|len| data.total >= len) {
+        received += wanted as u64;
+        if length.is_some_and(|len| received >= len) {
             break;
         }
         let n = reader.read(&mut buf)?;
@@ -266,13 +295,25 @@ fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
         }
         rest = buf[..n].to_vec();
     }
-    match length {
-        Some(len) if data.total < len => Err(invalid(format!(
-            "data ended after {} of {len} bytes",
+    match (length, total) {
+        (Some(len), _) if received < len => Err(invalid(format!(
+            "data ended after {received} of {len} bytes"
+        ))),
+        (_, Some(total)) if data.total != total => Err(invalid(format!(
+            "data ended after {} of {total} bytes",
             data.total
         ))),
         _ => Ok(data),
     }
+}
+
+/// `bytes FIRST-LAST/TOTAL` of a 206's Content-Range: the three numbers, the part in order.
+fn content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let (first, rest) = value.strip_prefix("bytes ")?.split_once('-')?;
+    let (last, total) = rest.split_once('/')?;
+    let [first, last, total] = [first, last, total].map(|n| parse_decimal(n).ok());
+    let (first, last, total) = (first?, last?, total?);
+    (first <= last && last < total).then_some((first, last, total))
 }
 
 fn keep_tail(data: &mut PeerData, chunk: &[u8]) {
@@ -311,6 +352,84 @@ mod tests {
         // Without a length, the body is whatever comes before the peer closes.
         let data = parse(b"HTTP/1.0 200 OK\r\n\r\nabcd").unwrap();
         assert_eq!((data.total, &data.tail[..]), (4, &b"abcd"[..]));
+    }
+
+    #[test]
+    fn a_part_is_the_tail_of_data_as_long_as_its_content_range_says() {
+        let data = parse(
+            b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 9996-9999/10000\r\n\
+              Content-Length: 4\r\n\r\nwxyz",
+        )
+        .unwrap();
+        assert_eq!((data.total, &data.tail[..]), (10000, &b"wxyz"[..]));
+        // A part that is all of the data, and one without a Content-Length.
+        let data = parse(b"HTTP/1.0 206 Partial Content\r\nContent-Range: bytes 0-2/3\r\n\r\nabc")
+            .unwrap();
+        assert_eq!((data.total, &data.tail[..]), (3, &b"abc"[..]));
+    }
+
+    #[test]
+    fn a_part_that_is_not_the_tail_asked_for_is_an_error() {
+        let partial = |range: &str, body: &str| {
+            let head = format!("HTTP/1.0 206 Partial Content\r\nContent-Range: {range}\r\n\r\n");
+            parse(format!("{head}{body}").as_bytes())
+        };
+        assert_eq!(
+            partial("bytes 0-2/10", "abc"),
+            Err("asked for the end of the data, got bytes 0-2/10".into())
+        );
+        assert_eq!(
+            partial("bytes 7-9/10", "ab"),
+            Err("data ended after 9 of 10 bytes".into())
+        );
+        for range in [
+            "bytes */10",
+            "bytes 3-2/10",
+            "bytes 0-9/*",
+            "items 0-9/10",
+            "",
+        ] {
+            assert_eq!(
+                partial(range, "x"),
+                Err(format!("206 with Content-Range {range:?}")),
+                "{range}"
+            );
+        }
+    }
+
+    /// Serves one connection on a listener of its own with `answer`, and hands back the
+    /// request it read.
+    fn one_answer(answer: Vec<u8>) -> (SocketAddr, thread::JoinHandle<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0];
+                stream.read_exact(&mut byte).unwrap();
+                request.push(byte[0]);
+            }
+            stream.write_all(&answer).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (addr, served)
+    }
+
+    #[test]
+    fn only_the_tail_is_asked_for_and_a_peer_that_sends_all_still_shows_it() {
+        // A peer of a version before ranges answers 200 with all of its data.
+        let data: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut answer =
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", data.len()).into_bytes();
+        answer.extend_from_slice(&data);
+        let (addr, served) = one_answer(answer);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let got = get_data(addr, "peer", deadline).unwrap();
+        assert_eq!(got.total, 5000);
+        assert_eq!(got.tail, data[5000 - SHOWN_BYTES..]);
+        let request = served.join().unwrap();
+        assert!(request.contains("\r\nRange: bytes=-4096\r\n"), "{request}");
     }
 
     #[test]

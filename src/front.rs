@@ -23,8 +23,10 @@
 //! - An accept error ends tiny_http's accept loop for good; `recv` then returns it, and the
 //!   process exits non-zero so the kubelet restarts the pod.
 
+use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -34,6 +36,7 @@ use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 use crate::app::App;
 use crate::budgets::{self, Budgets, Reservation, Reserve};
+use crate::conditional::Fields;
 use crate::connections::Connections;
 use crate::framing::Framing;
 use crate::routes::{self, Body, Reply, Route};
@@ -223,6 +226,12 @@ impl Front {
             Err(reply) => return self.refuse(request, reply),
         };
         let (addr, path) = (request.remote_addr().copied(), request.url().to_string());
+        let fields = Fields::of(
+            request
+                .headers()
+                .iter()
+                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+        );
         if route == Route::Store
             && let Some(addr) = addr
             && self.connections.known(addr)
@@ -234,7 +243,7 @@ impl Front {
             self.app.storage.append_then(record, Box::new(done));
             return Ran::Deferred;
         }
-        let reply = routes::handle(&self.app, route, &path, body);
+        let reply = routes::handle(&self.app, route, &path, &fields, body);
         drop(reserved);
         self.answer(request, addr, reply);
         Ran::Done
@@ -445,17 +454,26 @@ fn respond(request: Request, reply: Reply) -> bool {
 }
 
 pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
-    let mut headers = Vec::with_capacity(reply.headers.len() + 2);
-    if !reply
-        .headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("Content-Type"))
-    {
-        let default: &[u8] = match reply.body {
-            Body::Text(_) => b"text/plain; charset=utf-8",
-            Body::File { .. } => b"application/octet-stream",
-        };
-        headers.extend(Header::from_bytes(&b"Content-Type"[..], default));
+    let mut headers = Vec::with_capacity(reply.headers.len() + 3);
+    let has = |field: &str| {
+        reply
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(field))
+    };
+    let content_type: Option<&[u8]> = match reply.body {
+        _ if has("Content-Type") => None,
+        Body::Text(_) => Some(b"text/plain; charset=utf-8"),
+        Body::File { .. } => Some(b"application/octet-stream"),
+        // A 304 describes no content of its own (RFC 9110 15.4.5).
+        Body::Omitted { .. } => None,
+    };
+    headers.extend(content_type.and_then(|v| Header::from_bytes(&b"Content-Type"[..], v).ok()));
+    // Every answer but /data's tells of this moment (a peer list, a size, a probe, a store
+    // done or refused): no cache may keep it, or it would answer for the pod after the pod
+    // has changed. Without this, caches may keep a 200, 404 or 405 for as long as they guess.
+    if !has("Cache-Control") {
+        headers.extend(Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..]));
     }
     for (name, value) in &reply.headers {
         headers.extend(Header::from_bytes(name.as_bytes(), value.as_bytes()));
@@ -469,7 +487,16 @@ pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
             let len = text.len() as u64;
             (Box::new(Cursor::new(text)), len)
         }
-        Body::File { file, len } => (Box::new(file.take(len)), len),
+        Body::File { file, start, len } => (
+            Box::new(FilePart {
+                file,
+                at: start,
+                end: start + len,
+            }),
+            len,
+        ),
+        // tiny_http sends no body with a 304, and says this length.
+        Body::Omitted { len } => (Box::new(io::empty()), len),
     };
     // Every body's length is known, so say it: tiny_http would otherwise chunk bodies over
     // 32 KiB, and peers fetching /data over HTTP/1.0 need the length.
@@ -481,4 +508,25 @@ pub fn to_response(reply: Reply) -> Response<Box<dyn Read + Send>> {
         None,
     )
     .with_chunked_threshold(usize::MAX)
+}
+
+/// Bytes `at..end` of a file, read at their offsets: the storage writer and every other answer
+/// share the file's descriptor, and so its position.
+struct FilePart {
+    file: Arc<File>,
+    at: u64,
+    end: u64,
+}
+
+impl Read for FilePart {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod budgets;
 pub mod cluster;
+pub mod conditional;
 pub mod config;
 pub mod connections;
 pub mod deadline;

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::cluster::{self, Peer};
+use crate::conditional::{self, Answer, Fields};
 use crate::dns::{LookupError, Resolver};
-use crate::storage::{AppendError, Storage};
+use crate::storage::{AppendError, Durable, Storage};
 
 /// Every endpoint, listed in 404 replies and on the index page.
 pub const ENDPOINTS: &str = "/store /get /data /cluster / /healthz /readyz";
@@ -49,20 +50,26 @@ pub fn route(method: &str, path: &str) -> Route {
     }
 }
 
-/// What to send back. The body is text or a prefix of a file, streamed.
+/// What to send back. The body is text or a part of a file, streamed.
 pub struct Reply {
     pub status: u16,
     pub body: Body,
-    /// Header fields for this answer (`Allow`, or a `Content-Type` other than the body's
-    /// default); the front adds the framing.
+    /// Header fields for this answer (`Allow`, `ETag`, a `Cache-Control` or `Content-Type`
+    /// other than the front's default); the front adds the framing.
     pub headers: Vec<(&'static str, String)>,
 }
 
 pub enum Body {
     Text(Vec<u8>),
-    /// The first `len` bytes of `file`, streamed without loading them into memory.
+    /// `len` bytes of `file` from `start`, streamed without loading them into memory.
     File {
-        file: File,
+        file: Arc<File>,
+        start: u64,
+        len: u64,
+    },
+    /// No content, as a 304 has none; `len` is the length a 200 would have sent, which
+    /// `Content-Length` states (RFC 9110 8.6).
+    Omitted {
         len: u64,
     },
 }
@@ -90,17 +97,18 @@ impl Reply {
     pub fn body_text(&self) -> Option<&[u8]> {
         match &self.body {
             Body::Text(text) => Some(text),
-            Body::File { .. } => None,
+            Body::File { .. } | Body::Omitted { .. } => None,
         }
     }
 }
 
-/// Runs the endpoint. `body` is the request body, read by the front for `/store` only.
-pub fn handle(app: &App, route: Route, path: &str, body: Vec<u8>) -> Reply {
+/// Runs the endpoint. `fields` are the request's header fields `/data` acts on; `body` is the
+/// request body, read by the front for `/store` only.
+pub fn handle(app: &App, route: Route, path: &str, fields: &Fields, body: Vec<u8>) -> Reply {
     match route {
         Route::Store => store(&app.storage, &app.greeting, body),
         Route::Get => get(&app.resolver, &app.config.service_name),
-        Route::Data => data(&app.storage),
+        Route::Data => data(&app.storage, fields),
         Route::Cluster => cluster(
             &app.resolver,
             &app.config.service_name,
@@ -191,20 +199,52 @@ fn cluster_page(hostname: &str, peers: &[Peer]) -> Vec<u8> {
     page
 }
 
-/// This replica's data file, up to what is durable, streamed.
-pub fn data(storage: &Storage) -> Reply {
-    let len = storage.durable_len();
-    match File::open(storage.path()) {
-        Ok(file) => Reply {
-            status: 200,
-            body: Body::File { file, len },
+/// This replica's data file up to what is durable, streamed: all of it, the part a `Range`
+/// asks for, or a 304 when the client's copy is current. Every answer but an error carries
+/// the ETag and `Cache-Control: no-cache`: a cache may keep the data, but must ask before each
+/// use, since any store changes it.
+pub fn data(storage: &Storage, fields: &Fields) -> Reply {
+    let Durable { file, len, id } = storage.durable();
+    let etag = conditional::etag(id, len);
+    let part = |status, start, part_len| Reply {
+        status,
+        body: Body::File {
+            file,
+            start,
+            len: part_len,
+        },
+        headers: Vec::new(),
+    };
+    let reply = match conditional::answer(fields, &etag, len) {
+        Answer::Whole => part(200, 0, len),
+        Answer::Part { start, len: n } => part(206, start, n).with_header(
+            "Content-Range",
+            format!("bytes {start}-{}/{len}", start + n - 1),
+        ),
+        Answer::NotModified => Reply {
+            status: 304,
+            body: Body::Omitted { len },
             headers: Vec::new(),
         },
-        Err(e) => {
-            log::error!("open {} for /data: {e}", storage.path().display());
-            Reply::error(500, format!("read data file: {e}"))
+        Answer::Unsatisfiable => {
+            let range = fields.range.as_deref().unwrap_or_default();
+            return Reply::error(
+                416,
+                format!("range not satisfiable: {range}; the data is {len} bytes"),
+            )
+            .with_header("Content-Range", format!("bytes */{len}"));
         }
-    }
+        Answer::PreconditionFailed => {
+            return Reply::error(
+                412,
+                format!("precondition failed: If-Match does not name the data's ETag {etag}"),
+            );
+        }
+    };
+    reply
+        .with_header("ETag", etag)
+        .with_header("Cache-Control", "no-cache")
+        .with_header("Accept-Ranges", "bytes")
 }
 
 /// Ready while the data file takes writes and the server is not shutting down.
@@ -252,19 +292,19 @@ mod tests {
     use super::*;
     use crate::dns;
     use crate::temp_dir::TempDir;
-    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
 
     /// Reads a reply's body whole, streamed file or text.
-    fn read_body(reply: &mut Reply) -> std::io::Result<Vec<u8>> {
-        match &mut reply.body {
+    fn read_body(reply: &Reply) -> std::io::Result<Vec<u8>> {
+        match &reply.body {
             Body::Text(text) => Ok(text.clone()),
-            Body::File { file, len } => {
-                let mut out = Vec::new();
-                file.seek(SeekFrom::Start(0))?;
-                file.take(*len).read_to_end(&mut out)?;
+            Body::File { file, start, len } => {
+                let mut out = vec![0; *len as usize];
+                file.read_exact_at(&mut out, *start)?;
                 Ok(out)
             }
+            Body::Omitted { .. } => Ok(Vec::new()),
         }
     }
 
@@ -340,9 +380,58 @@ mod tests {
             .open(&path)
             .unwrap();
         std::io::Write::write_all(&mut file, b"zz").unwrap();
-        let mut reply = data(&storage);
+        let reply = data(&storage, &Fields::default());
         assert_eq!(reply.status, 200);
-        assert_eq!(read_body(&mut reply).unwrap(), b"abc");
+        assert_eq!(read_body(&reply).unwrap(), b"abc");
+        // Nor in a range that reaches into them: it ends at the durable length.
+        let ranged = |value: &str| data(&storage, &Fields::of([("Range", value)]));
+        let reply = ranged("bytes=1-");
+        assert_eq!(reply.status, 206);
+        assert_eq!(read_body(&reply).unwrap(), b"bc");
+        assert_eq!(header(&reply, "Content-Range"), Some("bytes 1-2/3"));
+        let reply = ranged("bytes=-4");
+        assert_eq!(read_body(&reply).unwrap(), b"abc");
+        assert_eq!(header(&reply, "Content-Range"), Some("bytes 0-2/3"));
+        let reply = ranged("bytes=3-");
+        assert_eq!(reply.status, 416);
+        assert_eq!(header(&reply, "Content-Range"), Some("bytes */3"));
+    }
+
+    fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        let mut found = reply.headers.iter().filter(|(n, _)| *n == name);
+        let value = found.next().map(|(_, v)| v.as_str());
+        assert!(found.next().is_none(), "{name} twice");
+        value
+    }
+
+    #[test]
+    fn the_data_etag_changes_with_each_store_and_each_file() {
+        let (storage, path, _dir) = storage("etag");
+        let etag = |storage: &Storage| {
+            let reply = data(storage, &Fields::default());
+            header(&reply, "ETag").unwrap().to_string()
+        };
+        let empty = etag(&storage);
+        assert_eq!(etag(&storage), empty, "the same data, the same ETag");
+        storage.append(b"abc".to_vec()).unwrap();
+        let abc = etag(&storage);
+        assert_ne!(abc, empty);
+        // The same length in a file created again is another file: another ETag.
+        std::fs::remove_file(&path).unwrap();
+        storage.append(b"xyz".to_vec()).unwrap();
+        assert_eq!(storage.durable_len(), 3);
+        assert_ne!(etag(&storage), abc);
+        // And so is another server's file of the same length.
+        let (other, _, _other_dir) = self::storage("etag-other");
+        other.append(b"xyz".to_vec()).unwrap();
+        assert_ne!(etag(&other), etag(&storage));
+        let reply = data(
+            &storage,
+            &Fields::of([("If-None-Match", etag(&storage).as_str())]),
+        );
+        assert_eq!(reply.status, 304);
+        assert!(matches!(reply.body, Body::Omitted { len: 3 }));
+        assert_eq!(header(&reply, "Cache-Control"), Some("no-cache"));
     }
 
     #[test]

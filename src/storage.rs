@@ -106,15 +106,50 @@ pub struct Storage {
 }
 
 /// What the handles and the writer thread both see of the data file: its path, the records
-/// queued for it, and how much of it is durable.
+/// queued for it, the file itself and how much of it is durable.
 struct FileState {
     path: PathBuf,
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// The file the writer appends to. Replaced, under this lock and together with
+    /// `durable_len`, only when the file is created again, so a reader that takes both under
+    /// it gets a length that belongs to that file.
+    current: Mutex<Opened>,
     /// Length of the file that an `fsync` has covered: what `/data` may show.
     durable_len: AtomicU64,
     /// False once the writer has failed for good or has been closed.
     open: AtomicBool,
+}
+
+/// One opening of the data file by this process, and a random number drawn for it.
+#[derive(Clone)]
+struct Opened {
+    file: Arc<File>,
+    id: u64,
+}
+
+impl Opened {
+    fn new(file: File) -> Opened {
+        Opened {
+            file: Arc::new(file),
+            id: random_id(),
+        }
+    }
+}
+
+/// The durable part of the data file, as one reader sees it at one moment.
+pub struct Durable {
+    /// The file the writer appends to; read it at offsets (`FileExt::read_at`), since every
+    /// reader shares its position.
+    pub file: Arc<File>,
+    /// Bytes an `fsync` has covered: the file only grows past them, so they never change.
+    pub len: u64,
+    /// Names this opening of the file: drawn at random each time the server opens or creates
+    /// it, so two files, or two lives of one path (a volume restored from a snapshot, the
+    /// file deleted and created again, another pod's file), never share it, even at the
+    /// same length. An inode number would not do: a fresh filesystem gives its first file
+    /// the same one every time, and a freed one is given again.
+    pub id: u64,
 }
 
 #[derive(Default)]
@@ -139,16 +174,18 @@ impl Storage {
             error,
         };
         let (file, len, marked) = open_data_file(path).map_err(open_error)?;
+        let opened = Opened::new(file);
         let state = Arc::new(FileState {
             path: path.to_path_buf(),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            current: Mutex::new(opened.clone()),
             durable_len: AtomicU64::new(len),
             open: AtomicBool::new(true),
         });
         let writer = Writer {
             state: state.clone(),
-            file,
+            file: opened.file,
             len,
             marked,
             on_fatal,
@@ -197,6 +234,16 @@ impl Storage {
         self.state.durable_len.load(Ordering::Acquire)
     }
 
+    /// The file and its durable length, taken together: `/data` reads exactly these bytes.
+    pub fn durable(&self) -> Durable {
+        let current = lock(&self.state.current);
+        Durable {
+            file: current.file.clone(),
+            len: self.state.durable_len.load(Ordering::Acquire),
+            id: current.id,
+        }
+    }
+
     /// True while appends can succeed: the file is open and the writer healthy.
     pub fn is_open(&self) -> bool {
         self.state.open.load(Ordering::Acquire)
@@ -223,7 +270,8 @@ impl Storage {
 /// The writer thread's state: the only place the data file is written.
 struct Writer {
     state: Arc<FileState>,
-    file: File,
+    /// Shared with readers, which only read it at offsets.
+    file: Arc<File>,
     /// Length of the file including every record written so far (synced or not).
     len: u64,
     /// False when the volume keeps no extended attributes: no [`SYNCED_LEN`] then.
@@ -368,9 +416,12 @@ impl Writer {
                 self.state.path.display()
             )
         })?;
+        let opened = Opened::new(file);
         self.len = len;
         self.marked = marked;
-        self.file = file;
+        self.file = opened.file.clone();
+        let mut current = lock(&self.state.current);
+        *current = opened;
         self.state.durable_len.store(self.len, Ordering::Release);
         Ok(())
     }
@@ -554,6 +605,23 @@ fn lock_exclusive(file: &File) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// 64 random bits from the kernel. Should `getrandom` fail (a kernel older than 3.17), the
+/// clock and a counter still tell this process's openings apart, and a restart apart from the
+/// last one.
+fn random_id() -> u64 {
+    static FALLBACK: AtomicU64 = AtomicU64::new(0);
+    let mut id = [0u8; 8];
+    // SAFETY: the buffer is valid for writes of its length.
+    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+    if n == id.len() as isize {
+        return u64::from_ne_bytes(id);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos.wrapping_add(FALLBACK.fetch_add(1, Ordering::Relaxed))
 }
 
 fn current_uid() -> u32 {

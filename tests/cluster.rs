@@ -277,6 +277,11 @@ fn data_over_the_cap_shows_its_tail_and_says_so() {
         + &line(1, &format!("(last 4096 of 10007 bytes) {tail}"))
         + &line(2, std::str::from_utf8(&exact).unwrap());
     assert_eq!(cluster.page(), expected);
+    // Each peer sent only the tail it was asked for (`Range`), its length in Content-Range.
+    for (ordinal, server) in &cluster.servers {
+        let log = server.log_text();
+        assert!(log.contains("GET /data 206"), "pod {ordinal}:\n{log}");
+    }
 }
 
 #[test]

@@ -247,14 +247,29 @@ pub fn try_request(
 /// `HEAD path` on a new connection, read until the server closes it: the reply, and whatever
 /// came after its head (nothing, from a server that answers HEAD as it should).
 pub fn head(addr: SocketAddr, path: &str) -> (Reply, Vec<u8>) {
+    exchange(addr, "HEAD", path, &[])
+}
+
+/// A bodiless request with `headers` on a new connection, read until the server closes it:
+/// the reply's head (its body left empty), and every byte that came after the head.
+pub fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (Reply, Vec<u8>) {
+    let lines: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let exchange = || {
-        let mut stream = send(addr, "HEAD", path, "", b"")?;
+        let mut stream = send(addr, method, path, &lines, b"")?;
         let reply = read_reply(&mut stream, true)?;
         let mut after = Vec::new();
         stream.read_to_end(&mut after)?;
         Ok::<_, std::io::Error>((reply, after))
     };
-    exchange().unwrap_or_else(|e| panic!("HEAD {path}: {e}"))
+    exchange().unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// Connects, with a 10 s bound on every read, and sends the request: `headers` are lines

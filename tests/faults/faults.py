@@ -586,6 +586,13 @@ class Client:
             self.sock.close()
 
 
+def abandon_open(clients, sel):
+    """Closes the clients still connecting or open: the case is done with them."""
+    for c in clients:
+        if not c.ended:
+            c.abandon(sel)
+
+
 def drive(server, clients, seconds, until=None, every=None, tick=None, sel=None):
     """Connects the clients not yet started, and moves bytes, until `until()` holds or `seconds`
     pass; `tick()` runs every `every` seconds and may give clients more to send."""
@@ -733,8 +740,7 @@ def case_idle(server, count):
 
     sel = drive(server, clients, window, until=settled)
     held = [c for c in clients if c.state == "connecting"]
-    for c in held:
-        c.abandon(sel)
+    abandon_open(held, sel)
     # The server settles within the budget once no new connection arrives.
     deadline = time.monotonic() + 5
     while (server.files() - server.own_files) // 2 > server.connections and time.monotonic() < deadline:
@@ -766,9 +772,7 @@ def case_idle(server, count):
         problems.append(f"connections refused: {fmt_counts(failed)}")
     elif failed:
         lines.append(f"not connected for want of local resources: {fmt_counts(failed)}")
-    for c in opened:
-        if not c.ended:
-            c.abandon(sel)
+    abandon_open(opened, sel)
     return lines, problems
 
 
@@ -833,8 +837,7 @@ def case_slowloris(server, count):
     sel = drive(server, clients, window, every=1, tick=tick,
                 until=lambda: all(c.ended for c in clients))
     held = [c for c in clients if c.state == "connecting"]
-    for c in held:
-        c.abandon(sel)
+    abandon_open(held, sel)
     drive(server, clients, server.head_timeout + 10, every=1, tick=tick, sel=sel,
           until=lambda: all(c.ended or c.state == "connecting" for c in clients))
     opened = [c for c in clients if c.opened_at is not None]
@@ -849,9 +852,7 @@ def case_slowloris(server, count):
         problems.append(f"{len(opened) - len(closed)} trickling heads were never cut off")
     if answered:
         problems.append(f"{len(answered)} unfinished heads got an answer, e.g. {bytes(answered[0].got[:80])!r}")
-    for c in opened:
-        if not c.ended:
-            c.abandon(sel)
+    abandon_open(opened, sel)
     return lines, problems
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # Reproduction, not part of the suite: python3 tests/faults/taskpool_burst.py PORT SERVER_PID N
-# tiny_http 0.12's TaskPool can queue a new connection behind busy keep-alive connections.
-# The server is paused (SIGSTOP) while N clients connect and send one GET /healthz each, so its
-# accept thread then takes them in one burst; every connection is kept open. Counts the
-# requests still unanswered after 3 s.
+# tiny_http 0.12's TaskPool can queue a new connection behind busy keep-alive connections; the
+# server's connection watch probes for each one it finds queued (see tests/faults/README.md for
+# what this prints with and without the probes). The server is paused (SIGSTOP) while N clients
+# connect and send one GET /healthz each, so its accept thread then takes them in one burst;
+# every connection is kept open. Counts the requests still unanswered after 3 s.
 import os, signal, socket, sys, time, select
 port, pid, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 os.kill(pid, signal.SIGSTOP)

@@ -1,31 +1,28 @@
-//! The HTTP front: handler threads that take requests from tiny_http, judge each one's framing
-//! before its body is touched, read bodies within their budget, and send the answer.
+//! The HTTP front: handler threads that take requests from tiny_http one at a time, judge
+//! each one's framing before its body is touched, read bodies within their budget, and send
+//! the answer.
 //!
 //! tiny_http 0.12 (the latest release) has behaviours a pod must not inherit; each guard here
-//! answers one of them (tiny_http's `src/request.rs`, `src/client.rs`, `src/util/*.rs`):
+//! answers one (tiny_http's `src/request.rs`, `src/util/*.rs`), and `connections.rs` the rest:
 //!
 //! - An unparsable `Content-Length` is taken as "no body" (`request::new_request`), and the body
-//!   is then parsed as the next request on the connection. [`Framing`] judges every request
-//!   first; a bad one is answered 400 and its connection closed ([`Front::refuse`]), so nothing
-//!   after it is read as a request.
+//!   is then parsed as the next request. [`Framing`] judges every request first; a bad one is
+//!   answered 400 and its connection closed ([`Front::refuse`]): nothing after it is run.
 //! - Bodies over 1024 bytes, chunked and `Expect: 100-continue` bodies are read from the socket
-//!   by whichever thread reads the body, and nothing bounds how long that takes or how many
-//!   are read at once. Bodies are reserved from [`budgets::BODY_BYTES`] by their declared length
-//!   before reading (past it: 503), and the connection watch times out a stalled one.
-//! - `recv` hands requests to whatever threads call it, one at a time. A handler that blocks (a
-//!   slow upload, a client that does not read its answer, a DNS lookup) must not stall the
-//!   rest, so the last idle handler starts another before it runs a request, up to the budget.
-//! - Dropping a request whose body was not read drains it with `vec![0; remaining]`
-//!   (`util/equal_reader.rs`), `remaining` being the declared length. The front reads or
-//!   discards every body it accepts; a refused one is dropped only after the connection has
-//!   stopped reading (the drain then ends at once) and only if that allocation can succeed;
-//!   otherwise the connection is parked ([`Front::park`]).
+//!   by whichever thread reads the body, with no bound on how long that takes or how many are
+//!   read at once. They are reserved from the budget of body bytes by their declared length
+//!   before reading (past it: 503), and the connection watch times out one that stalls.
+//! - A connection's answers are written in order (`util/sequential.rs`): a thread answering a
+//!   request waits until the one before it is answered. So a connection runs one request at a
+//!   time ([`Connections::admit`]), in the order tiny_http hands them out: one thread receives
+//!   at a time and admits what it received before the next receives.
+//! - Any handler may block (a slow upload, a client that does not read, a DNS lookup): the last
+//!   idle handler starts another before it runs a request, up to the budget.
 //! - An accept error ends tiny_http's accept loop for good; `recv` then returns it, and the
 //!   process exits non-zero so the kubelet restarts the pod.
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Write};
-use std::net::{Shutdown, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,15 +34,14 @@ use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 use crate::app::App;
 use crate::budgets::{self, Budgets, Reservation, Reserve};
 use crate::conditional::Fields;
-use crate::connections::Connections;
+use crate::connections::{Connections, drainable};
 use crate::framing::Framing;
 use crate::routes::{self, Body, Reply, Route};
-use crate::storage::AppendError;
 use crate::sync::lock;
 
 /// Handler threads kept even when idle.
 const CORE: usize = 4;
-/// How long a handler beyond the core waits for a request before it ends.
+/// How long the receiving handler waits for a request before handlers beyond the core end.
 const IDLE_HANDLER: Duration = Duration::from_secs(10);
 /// Bodies up to this size are read by tiny_http with the request head.
 const READ_AHEAD: u64 = 1024;
@@ -57,25 +53,13 @@ pub struct Front {
     server: Arc<Server>,
     connections: Arc<Connections>,
     budgets: Budgets,
-    bodies: Arc<Reserve>,
-    /// Handler threads alive, and those waiting in `recv`.
-    threads: AtomicUsize,
+    pub bodies: Arc<Reserve>,
+    /// Held by the handler that receives; true once no request came for [`IDLE_HANDLER`].
+    receiving: Mutex<bool>,
+    /// Handler threads alive, and those waiting to receive.
+    pub threads: AtomicUsize,
     idle: AtomicUsize,
-    parked: AtomicUsize,
-    /// Jobs no handler could be started for.
-    later: Mutex<Vec<Job>>,
 }
-
-/// How a request ended on its handler.
-enum Ran {
-    Done,
-    /// Its answer is left to the storage writer, which goes on with the connection.
-    Deferred,
-}
-
-/// Work for a handler thread that does not come from `recv`: an answer to write, or a
-/// connection to go on with, after a deferred `/store`.
-type Job = Box<dyn FnOnce() + Send>;
 
 impl Front {
     pub fn new(
@@ -90,10 +74,9 @@ impl Front {
             connections,
             budgets,
             bodies: Arc::new(Reserve::new(budgets.body_bytes, &budgets::BODY_BYTES)),
+            receiving: Mutex::new(false),
             threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
-            parked: AtomicUsize::new(0),
-            later: Mutex::new(Vec::new()),
         })
     }
 
@@ -101,7 +84,7 @@ impl Front {
     /// running requests for at most `grace` and answers what is still queued with 503.
     pub fn serve(self: &Arc<Self>, grace: Duration) {
         for _ in 0..CORE {
-            self.start_handler(None);
+            self.start_handler();
         }
         let deadline = self.app.lifecycle.wait() + grace;
         while self.threads.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -115,104 +98,85 @@ impl Front {
         }
     }
 
-    /// Starts a handler thread, which runs `first` before it receives requests. Past the
-    /// budget, `first` waits for a handler that finishes its request.
-    fn start_handler(self: &Arc<Self>, first: Option<Job>) {
-        let slot = Arc::new(Mutex::new(first));
-        if self.threads.fetch_add(1, Ordering::AcqRel) < self.budgets.handlers {
-            let (front, job) = (self.clone(), slot.clone());
-            let started = thread::Builder::new()
-                .name("handler".into())
-                .stack_size(STACK_SIZE)
-                .spawn(move || front.handle_requests(lock(&job).take()));
-            match started {
-                Ok(_) => return,
-                Err(e) => budgets::HANDLERS.hit(format_args!("cannot start a thread: {e}")),
-            }
-        } else {
+    fn start_handler(self: &Arc<Self>) {
+        if self.threads.fetch_add(1, Ordering::AcqRel) >= self.budgets.handlers {
+            self.threads.fetch_sub(1, Ordering::AcqRel);
             budgets::HANDLERS.hit("every handler thread is busy; requests wait for one");
+            return;
         }
-        self.threads.fetch_sub(1, Ordering::AcqRel);
-        if let Some(job) = lock(&slot).take() {
-            lock(&self.later).push(job);
+        let front = self.clone();
+        let started = thread::Builder::new()
+            .name("handler".into())
+            .stack_size(STACK_SIZE)
+            .spawn(move || front.handle_requests());
+        if let Err(e) = started {
+            self.threads.fetch_sub(1, Ordering::AcqRel);
+            budgets::HANDLERS.hit(format_args!("cannot start a thread: {e}"));
         }
     }
 
-    /// One handler: runs `first`, then jobs left for any handler and requests received, with
-    /// those their connections send meanwhile.
-    fn handle_requests(self: &Arc<Self>, first: Option<Job>) {
-        if let Some(job) = first {
-            job();
-        }
-        let lifecycle = &self.app.lifecycle;
-        loop {
-            let job = lock(&self.later).pop();
-            if let Some(job) = job {
-                job();
-                continue;
-            }
-            self.idle.fetch_add(1, Ordering::AcqRel);
-            let received = self.server.recv_timeout(IDLE_HANDLER);
-            let idle = self.idle.fetch_sub(1, Ordering::AcqRel) - 1;
-            let request = match received {
-                Ok(Some(request)) => request,
-                // `unblock` from the lifecycle shows up as a timeout: pass it on to the next
-                // handler, which is waiting for it in `recv` too.
-                Ok(None) if lifecycle.is_stopping() => {
-                    self.server.unblock();
-                    break;
+    /// One handler: receives a request, then runs it and those its connection sends meanwhile.
+    fn handle_requests(self: &Arc<Self>) {
+        while let Some(mut request) = self.receive() {
+            let addr = request.remote_addr().copied();
+            loop {
+                // A panic must not leave the connection marked busy, which would stall its
+                // later requests for good.
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handle(request)
+                }));
+                if run.is_err() {
+                    log::error!("a request handler panicked; the next request goes on");
                 }
-                Ok(None) if self.threads.load(Ordering::Acquire) > CORE => break,
-                Ok(None) => continue,
+                match addr.and_then(|addr| self.connections.next(addr)) {
+                    Some(next) => request = next,
+                    None => break,
+                }
+            }
+        }
+        self.threads.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Waits for its turn to receive, then for a request to run now. None: this handler ends.
+    fn receive(self: &Arc<Self>) -> Option<Request> {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+        let mut idle_for_long = lock(&self.receiving);
+        let lifecycle = &self.app.lifecycle;
+        let request = loop {
+            let surplus = self.threads.load(Ordering::Acquire) > CORE;
+            if lifecycle.is_stopping() || *idle_for_long && surplus {
+                break None;
+            }
+            match self.server.recv_timeout(IDLE_HANDLER) {
+                Ok(Some(request)) => {
+                    *idle_for_long = false;
+                    if let Some(request) = self.connections.admit(request) {
+                        break Some(request);
+                    }
+                }
+                // Also how `unblock` from the lifecycle shows: the loop then ends.
+                Ok(None) => *idle_for_long = true,
                 Err(e) => {
                     log::error!("tiny_http's accept loop died: {e}; exiting so the pod restarts");
                     lifecycle.stop(1);
-                    break;
                 }
-            };
-            // Queued behind its connection's running request, or dropped: receive the next.
-            let Some(request) = self.connections.admit(request) else {
-                continue;
-            };
-            if idle == 0 {
-                self.start_handler(None);
             }
-            self.run_connection(request);
+        };
+        drop(idle_for_long);
+        if self.idle.fetch_sub(1, Ordering::AcqRel) == 1 && request.is_some() {
+            self.start_handler();
         }
-        self.threads.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Runs `request` and then those its connection sent meanwhile, until none waits or one is
-    /// deferred (a `/store`, which the storage writer goes on with).
-    fn run_connection(self: &Arc<Self>, mut request: Request) {
-        let addr = request.remote_addr().copied();
-        loop {
-            // A panic must not leave the connection marked busy, which would stall its later
-            // requests for good.
-            let run =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(request)));
-            match run {
-                Ok(Ran::Deferred) => return,
-                Ok(Ran::Done) => {}
-                Err(_) => log::error!("a request handler panicked; the next request goes on"),
-            }
-            match addr.and_then(|addr| self.connections.next(addr)) {
-                Some(next) => request = next,
-                None => return,
-            }
-        }
+        request
     }
 
     /// Runs one request whose connection has no other request running.
-    fn handle(self: &Arc<Self>, mut request: Request) -> Ran {
-        let framing = Framing::of(
-            request
-                .headers()
-                .iter()
-                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
-        );
+    fn handle(&self, mut request: Request) {
+        fn fields(request: &Request) -> impl Iterator<Item = (&str, &str)> {
+            let headers = request.headers().iter();
+            headers.map(|h| (h.field.as_str().as_str(), h.value.as_str()))
+        }
         let max = self.app.config.max_body_bytes as u64;
-        let framing = match framing {
+        let framing = match Framing::of(fields(&request)) {
             Err(e) => return self.refuse(request, Reply::error(400, e)),
             Ok(Framing::Length(n)) if n > max => {
                 let why = format!("request body of {n} bytes is over the limit of {max} bytes");
@@ -225,73 +189,18 @@ impl Front {
             Ok(read) => read,
             Err(reply) => return self.refuse(request, reply),
         };
-        let (addr, path) = (request.remote_addr().copied(), request.url().to_string());
-        let fields = Fields::of(
-            request
-                .headers()
-                .iter()
-                .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
+        let reply = routes::handle(
+            &self.app,
+            route,
+            request.url(),
+            &Fields::of(fields(&request)),
+            body,
         );
-        if route == Route::Store
-            && let Some(addr) = addr
-            && self.connections.known(addr)
-        {
-            // The writer answers once the record is durable: this thread goes back to receiving
-            // instead of waiting, and is not woken again for it (see `stored`).
-            let (front, record) = (self.clone(), routes::record(&self.app.greeting, body));
-            let done = move |result| front.stored(request, addr, result, reserved);
-            self.app.storage.append_then(record, Box::new(done));
-            return Ran::Deferred;
-        }
-        let reply = routes::handle(&self.app, route, &path, &fields, body);
         drop(reserved);
-        self.answer(request, addr, reply);
-        Ran::Done
-    }
-
-    /// Sends the answer; a client that does not read its answers must not keep what it
-    /// pipelined behind them, so a failed one closes the connection.
-    fn answer(&self, request: Request, addr: Option<SocketAddr>, reply: Reply) {
-        if !respond(request, reply)
-            && let Some(addr) = addr
-        {
+        let addr = request.remote_addr().copied();
+        // A client that does not take its answer must not keep what it sent after it.
+        if !respond(request, reply) {
             self.connections.close(addr, None);
-        }
-    }
-
-    /// The answer to a deferred `/store`, on the storage writer, which must not block: it
-    /// writes the answer itself when the connection's socket has room for it (the client reads
-    /// its answers), and otherwise leaves it to a handler, as it does a request that waited
-    /// behind this one. The connection is free for its next request first: that one is only
-    /// sent once this answer is read, and tiny_http writes a connection's answers in order.
-    fn stored(
-        self: &Arc<Self>,
-        request: Request,
-        addr: SocketAddr,
-        result: Result<(), AppendError>,
-        reserved: Option<Reservation>,
-    ) {
-        drop(reserved);
-        let reply = routes::stored(&self.app.greeting, result);
-        let next = self.connections.next(addr);
-        let next_is_some = next.is_some();
-        let front = self.clone();
-        let rest = move || {
-            if let Some(next) = next {
-                front.run_connection(next);
-            }
-        };
-        if self.connections.has_room(addr) {
-            self.answer(request, Some(addr), reply);
-            if next_is_some {
-                self.start_handler(Some(Box::new(rest)));
-            }
-        } else {
-            let front = self.clone();
-            self.start_handler(Some(Box::new(move || {
-                front.answer(request, Some(addr), reply);
-                rest();
-            })));
         }
     }
 
@@ -314,20 +223,13 @@ impl Front {
         // a `100 Continue` (`request::new_request`): taking it costs nothing more.
         let read_ahead = matches!(framing, Framing::Length(n) if n <= READ_AHEAD)
             && !request.headers().iter().any(|h| h.field.equiv("Expect"));
-        let reserved = if read_ahead {
-            None
-        } else {
-            self.bodies.take(limit)
+        let reserved = match read_ahead {
+            true => None,
+            false => Some(self.bodies.take(limit).ok_or_else(|| {
+                let budget = self.bodies.max();
+                Reply::error(503, format!("server busy: request bodies being received have used their budget of {budget} bytes; retry later"))
+            })?),
         };
-        if !read_ahead && reserved.is_none() {
-            return Err(Reply::error(
-                503,
-                format!(
-                    "server busy: request bodies being received have used their budget of {} bytes; retry later",
-                    self.bodies.max()
-                ),
-            ));
-        }
         let addr = request.remote_addr().copied();
         let started = Instant::now();
         self.connections.reading_body(addr, true);
@@ -341,9 +243,8 @@ impl Front {
         };
         self.connections.reading_body(addr, false);
         let timeout = self.budgets.body_timeout;
-        let timed_out = started.elapsed() >= timeout;
         match read {
-            Ok(_) | Err(_) if timed_out => Err(Reply::error(
+            Ok(_) | Err(_) if started.elapsed() >= timeout => Err(Reply::error(
                 408,
                 format!(
                     "request body did not arrive within {} ms",
@@ -363,68 +264,34 @@ impl Front {
         }
     }
 
-    /// Answers with `reply`, then closes the connection. It first stops reading, so that the
-    /// drain of an unread body ends at once; but tiny_http may already hold the bytes after
-    /// this request and parse them, and answer what it cannot parse with a 400 of its own. So
-    /// the answer goes through the request's writer, which holds any later answer of the
-    /// connection back until it is dropped, and the connection stops writing before that.
-    fn refuse(&self, request: Request, reply: Reply) -> Ran {
+    /// Answers with `reply`, then closes the connection, so that nothing after this request
+    /// is read from it. Reading stops first, so that the drain of an unread body ends at once.
+    /// tiny_http may answer what it cannot parse after this request with an error of its own,
+    /// which waits for this answer's writer: the connection stops writing before that goes.
+    fn refuse(&self, request: Request, reply: Reply) {
         let addr = request.remote_addr().copied();
+        let (version, headers) = (request.http_version().clone(), request.headers().to_vec());
+        let no_body = request.method() == &Method::Head;
+        if !drainable(&request) {
+            // `upgrade` writes the status line and header fields and keeps the body reader.
+            let text = reply.body_text().map(<[u8]>::to_vec).unwrap_or_default();
+            let what = format!("{} {}", request.method(), request.url());
+            let mut stream = request.upgrade("hello-stateful", to_response(reply));
+            if let Err(e) = stream.write_all(&text).and_then(|()| stream.flush()) {
+                log::debug!("answer to {what} from {addr:?}: {e}");
+            }
+            return self.connections.park(addr, &what, stream);
+        }
         let socket = self.connections.stop_reading(addr);
-        let drainable = request
-            .body_length()
-            .is_none_or(|n| Vec::<u8>::new().try_reserve_exact(n).is_ok());
-        if drainable {
-            let (version, head) = (
-                request.http_version().clone(),
-                request.method() == &Method::Head,
-            );
-            let headers = request.headers().to_vec();
-            let mut writer = request.into_writer();
-            let written = to_response(reply)
-                .raw_print(&mut writer, version, &headers, head, None)
-                .and_then(|()| writer.flush());
-            if let Err(e) = written {
-                log::debug!("answer to a refused request from {addr:?}: {e}");
-            }
-            if let Some(socket) = &socket {
-                socket.shutdown(Shutdown::Write);
-            }
-        } else {
-            self.park(request, reply);
+        let mut writer = request.into_writer();
+        let written = to_response(reply)
+            .raw_print(&mut writer, version, &headers, no_body, None)
+            .and_then(|()| writer.flush());
+        if let Err(e) = written {
+            log::debug!("answer to a refused request from {addr:?}: {e}");
         }
-        if let Some(addr) = addr {
-            self.connections.close(addr, socket);
-        }
-        Ran::Done
-    }
-
-    /// Answers a request whose declared body tiny_http could never drop: its drain would ask
-    /// for more memory than there is, and a failed allocation aborts the process.
-    /// `Request::upgrade` writes the answer and hands back the stream with the body reader in
-    /// it, which is then never dropped; tiny_http's thread for that connection waits for it for
-    /// good. Parked connections are counted, and past their budget the process exits so that
-    /// the kubelet restarts it with its threads back.
-    fn park(&self, request: Request, reply: Reply) {
-        let parked = self.parked.fetch_add(1, Ordering::AcqRel) + 1;
-        log::warn!(
-            "{} {} from {:?}: declared body too large to drain; connection parked ({parked} of at most {})",
-            request.method(),
-            request.url(),
-            request.remote_addr(),
-            self.budgets.parked,
-        );
-        let text = reply.body_text().map(<[u8]>::to_vec).unwrap_or_default();
-        // `upgrade` writes the status line and headers but no body; the text follows.
-        let mut stream = request.upgrade("hello-stateful", to_response(reply));
-        if let Err(e) = stream.write_all(&text).and_then(|()| stream.flush()) {
-            log::debug!("write to a parked connection: {e}");
-        }
-        std::mem::forget(stream);
-        if parked >= self.budgets.parked {
-            log::error!("{parked} connections parked; exiting so the pod restarts");
-            self.app.lifecycle.stop(1);
-        }
+        self.connections.close(addr, socket);
+        drop(writer);
     }
 }
 

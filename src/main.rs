@@ -96,9 +96,9 @@ fn try_main() -> Result<u8, StartError> {
         .map_err(|e| StartError::new(1, format!("serve on {}: {e}", config.listen_addr)))?;
     let server = Arc::new(server);
     lifecycle.attach(server.clone());
-    let connections = Arc::new(Connections::new(bound, budgets));
+    let connections = Arc::new(Connections::new(bound, budgets, lifecycle.clone()));
     connections
-        .watch(&lifecycle, listener_fd)
+        .watch(listener_fd)
         .map_err(|e| StartError::new(1, format!("start the connection watch: {e}")))?;
     log::info!(
         "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes); /get looks up {} (resolver {}, timeout {} ms); budgets for a memory limit of {} bytes: {} connections, {} bytes of request bodies",

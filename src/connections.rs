@@ -26,7 +26,7 @@ use socket2::{SockFilter, SockRef};
 use tiny_http::Request;
 
 use crate::budgets::{
-    self, BODY_TIME, Budgets, CONNECTIONS, HEAD_BYTES, HEADS, PIPELINED, PIPELINED_REQUESTS,
+    self, BODY_TIME, Budgets, CONNECTIONS, HEAD_BYTES, HEADS, PARKED, PIPELINED, PIPELINED_REQUESTS,
 };
 use crate::lifecycle::Lifecycle;
 use crate::sync::lock;
@@ -197,7 +197,9 @@ impl Connections {
             (peer.closed, peer.socket) = (true, socket);
             std::mem::take(&mut peer.waiting)
         };
-        waiting.into_iter().for_each(|request| self.discard(request));
+        waiting
+            .into_iter()
+            .for_each(|request| self.discard(request));
     }
 
     /// Lets go of a request without answering it (its connection is closed). tiny_http answers
@@ -220,10 +222,10 @@ impl Connections {
     /// connections the process exits, so that the kubelet restarts it with its threads back.
     pub fn park<T>(&self, addr: Option<SocketAddr>, what: &str, held: T) {
         let parked = self.parked.fetch_add(1, Ordering::AcqRel) + 1;
-        log::warn!(
+        PARKED.hit(format_args!(
             "{what} from {addr:?}: declared body too large to drain; connection parked ({parked} of at most {})",
             self.budgets.parked,
-        );
+        ));
         self.close(addr, None);
         std::mem::forget(held);
         if parked >= self.budgets.parked {
@@ -327,8 +329,10 @@ impl Connections {
         let mut peers = self.peers();
         let addrs: HashSet<SocketAddr> = sockets.iter().map(|s| s.peer).collect();
         let inodes: HashSet<u64> = sockets.iter().map(|s| s.inode).collect();
+        // A closed connection's socket may be left out of the scan (it cannot say its peer
+        // any more) or be in it though closed since: it is forgotten when it is neither.
         peers.retain(|addr, peer| match (&peer.socket, peer.closed) {
-            (Some(socket), true) => socket.is_open(),
+            (Some(socket), true) => inodes.contains(&socket.inode) || socket.is_open(),
             _ => peer.busy || addrs.contains(addr),
         });
         seen.retain(|inode, _| inodes.contains(inode));
@@ -395,7 +399,10 @@ impl Connections {
         // budget), as nginx does when it runs out of connections.
         if open >= b.connections {
             idlest.sort_by_key(|(idle, _)| std::cmp::Reverse(*idle));
-            for (_, socket) in idlest.into_iter().take(open + b.connections / 16 - b.connections) {
+            for (_, socket) in idlest
+                .into_iter()
+                .take(open + b.connections / 16 - b.connections)
+            {
                 CONNECTIONS.hit(format_args!(
                     "{} connections open; closing the idlest, {}, to make room",
                     open, socket.peer

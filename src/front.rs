@@ -122,9 +122,8 @@ impl Front {
             loop {
                 // A panic must not leave the connection marked busy, which would stall its
                 // later requests for good.
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.handle(request)
-                }));
+                let run =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(request)));
                 if run.is_err() {
                     log::error!("a request handler panicked; the next request goes on");
                 }
@@ -283,6 +282,9 @@ impl Front {
             return self.connections.park(addr, &what, stream);
         }
         let socket = self.connections.stop_reading(addr);
+        // Dropping the request drains what is left of its body: the connection is reading a
+        // body, not the head of a next request, while that goes on.
+        self.connections.reading_body(addr, true);
         let mut writer = request.into_writer();
         let written = to_response(reply)
             .raw_print(&mut writer, version, &headers, no_body, None)

@@ -57,8 +57,9 @@ struct Peer {
     /// When its last request was done.
     idle_since: Instant,
     /// Set once the server has closed it: what tiny_http still hands over from it is discarded
-    /// while its socket (`socket`, if it was found) is open.
+    /// while its socket is open.
     closed: bool,
+    /// Its socket, as the last look (or the close) found it.
     socket: Option<Socket>,
 }
 
@@ -163,6 +164,23 @@ impl Connections {
         peer.busy = false;
         peer.idle_since = Instant::now();
         None
+    }
+
+    /// Whether a short answer to `addr` can be written without waiting: its socket is known
+    /// and less than a quarter of its send buffer is queued (the kernel counts each segment at
+    /// about twice its bytes).
+    pub fn has_room(&self, addr: SocketAddr) -> bool {
+        let Some(socket) = self.peers().get(&addr).and_then(|p| p.socket.clone()) else {
+            return false;
+        };
+        let (fd, mut queued) = (socket.fds[0], 0);
+        // SAFETY: borrowed for the calls, which only read; `fd` is checked to be the socket.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = SockRef::from(&borrowed);
+        inode(fd) == Some(socket.inode)
+            // SAFETY: TIOCOUTQ writes one int.
+            && unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } == 0
+            && sock.send_buffer_size().is_ok_and(|size| (queued.max(0) as usize) < size / 4)
     }
 
     /// Marks the start (`true`) and the end of reading the running request's body.
@@ -337,10 +355,14 @@ impl Connections {
         });
         seen.retain(|inode, _| inodes.contains(inode));
         for socket in sockets {
-            let peer = peers.get(&socket.peer);
-            if peer.is_some_and(|p| p.closed) {
+            let peer = peers.get_mut(&socket.peer);
+            if peer.as_ref().is_some_and(|p| p.closed) {
                 continue; // shut down already, on its way out
             }
+            let peer = peer.map(|p| {
+                p.socket = Some(socket.clone());
+                &*p
+            });
             let progress = peer.map_or(0, |p| p.progress);
             let body_since = peer.and_then(|p| p.body_since);
             // All a connection has read before its first request is received is its head.
@@ -651,6 +673,26 @@ mod tests {
         let now = scan(port).pop().unwrap();
         assert!(now.is_open() && now.shutdown(Shutdown::Both));
         assert_eq!((&other).read(&mut buf).unwrap(), 0, "shut down");
+    }
+
+    #[test]
+    fn a_socket_whose_client_does_not_read_has_no_room_for_an_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (mut served, peer) = listener.accept().unwrap();
+        let config = crate::config::Config::from_lookup(|_| None).unwrap();
+        let budgets = Budgets::new(&config, 1 << 20);
+        let connections = Connections::new(addr, budgets, Arc::new(Lifecycle::default()));
+        assert!(!connections.has_room(peer), "no look has found it yet");
+        connections.peers().insert(peer, Peer::new());
+        connections.look(&mut HashMap::new());
+        assert!(connections.has_room(peer));
+        // The client reads nothing while the server writes until its buffers are full.
+        served.set_nonblocking(true).unwrap();
+        while served.write(&[0u8; 65536]).is_ok() {}
+        assert!(!connections.has_room(peer));
+        drop(client);
     }
 
     #[test]

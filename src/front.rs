@@ -84,7 +84,7 @@ impl Front {
     /// running requests for at most `grace` and answers what is still queued with 503.
     pub fn serve(self: &Arc<Self>, grace: Duration) {
         for _ in 0..CORE {
-            self.start_handler();
+            self.start_handler(None);
         }
         let deadline = self.app.lifecycle.wait() + grace;
         while self.threads.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
@@ -98,26 +98,36 @@ impl Front {
         }
     }
 
-    fn start_handler(self: &Arc<Self>) {
-        if self.threads.fetch_add(1, Ordering::AcqRel) >= self.budgets.handlers {
+    /// Starts a handler thread, which runs `first` (and its connection's later requests)
+    /// before it receives. Past the budget, `first`'s connection is closed.
+    fn start_handler(self: &Arc<Self>, first: Option<Request>) {
+        let first = Arc::new(Mutex::new(first));
+        let started = if self.threads.fetch_add(1, Ordering::AcqRel) < self.budgets.handlers {
+            let (front, first) = (self.clone(), first.clone());
+            thread::Builder::new()
+                .name("handler".into())
+                .stack_size(STACK_SIZE)
+                .spawn(move || front.handle_requests(lock(&first).take()))
+                .map_err(|e| e.to_string())
+        } else {
+            Err("every handler thread is busy".into())
+        };
+        if let Err(why) = started {
             self.threads.fetch_sub(1, Ordering::AcqRel);
-            budgets::HANDLERS.hit("every handler thread is busy; requests wait for one");
-            return;
-        }
-        let front = self.clone();
-        let started = thread::Builder::new()
-            .name("handler".into())
-            .stack_size(STACK_SIZE)
-            .spawn(move || front.handle_requests());
-        if let Err(e) = started {
-            self.threads.fetch_sub(1, Ordering::AcqRel);
-            budgets::HANDLERS.hit(format_args!("cannot start a thread: {e}"));
+            budgets::HANDLERS.hit(format_args!("cannot start a handler: {why}"));
+            if let Some(request) = lock(&first).take() {
+                let addr = request.remote_addr().copied();
+                self.connections.discard(request);
+                self.connections.close(addr, None);
+            }
         }
     }
 
-    /// One handler: receives a request, then runs it and those its connection sends meanwhile.
-    fn handle_requests(self: &Arc<Self>) {
-        while let Some(mut request) = self.receive() {
+    /// One handler: runs `first`, then receives a request at a time and runs it, with those its
+    /// connection sends meanwhile.
+    fn handle_requests(self: &Arc<Self>, first: Option<Request>) {
+        let mut next = first;
+        while let Some(mut request) = next.take().or_else(|| self.receive()) {
             let addr = request.remote_addr().copied();
             loop {
                 // A panic must not leave the connection marked busy, which would stall its
@@ -127,8 +137,11 @@ impl Front {
                 if run.is_err() {
                     log::error!("a request handler panicked; the next request goes on");
                 }
-                match addr.and_then(|addr| self.connections.next(addr)) {
-                    Some(next) => request = next,
+                match addr.filter(|_| run.unwrap_or(true)) {
+                    Some(addr) => match self.connections.next(addr) {
+                        Some(next) => request = next,
+                        None => break,
+                    },
                     None => break,
                 }
             }
@@ -163,13 +176,14 @@ impl Front {
         };
         drop(idle_for_long);
         if self.idle.fetch_sub(1, Ordering::AcqRel) == 1 && request.is_some() {
-            self.start_handler();
+            self.start_handler(None);
         }
         request
     }
 
-    /// Runs one request whose connection has no other request running.
-    fn handle(&self, mut request: Request) {
+    /// Runs one request whose connection has no other request running. False when the
+    /// connection was handed over (to the storage writer).
+    fn handle(self: &Arc<Self>, mut request: Request) -> bool {
         fn fields(request: &Request) -> impl Iterator<Item = (&str, &str)> {
             let headers = request.headers().iter();
             headers.map(|h| (h.field.as_str().as_str(), h.value.as_str()))
@@ -188,16 +202,35 @@ impl Front {
             Ok(read) => read,
             Err(reply) => return self.refuse(request, reply),
         };
-        let reply = routes::handle(
-            &self.app,
-            route,
-            request.url(),
-            &Fields::of(fields(&request)),
-            body,
-        );
-        drop(reserved);
         let addr = request.remote_addr().copied();
-        // A client that does not take its answer must not keep what it sent after it.
+        if route == Route::Store
+            && let Some(addr) = addr
+            && self.connections.has_room(addr)
+        {
+            // The storage writer answers once the record is durable, which saves waking this
+            // thread for it: writing a short answer to a socket with room does not block.
+            let (front, record) = (self.clone(), routes::record(&self.app.greeting, body));
+            let done = move |result| {
+                drop(reserved);
+                front.answer(request, routes::stored(&front.app.greeting, result));
+                // A request its client sent meanwhile goes to a handler of its own.
+                if let Some(next) = front.connections.next(addr) {
+                    front.start_handler(Some(next));
+                }
+            };
+            self.app.storage.append_then(record, Box::new(done));
+            return false;
+        }
+        let fields = Fields::of(fields(&request));
+        let reply = routes::handle(&self.app, route, request.url(), &fields, body);
+        drop(reserved);
+        self.answer(request, reply);
+        true
+    }
+
+    /// Sends the answer. A client that does not take it must not keep what it sent after it.
+    fn answer(&self, request: Request, reply: Reply) {
+        let addr = request.remote_addr().copied();
         if !respond(request, reply) {
             self.connections.close(addr, None);
         }
@@ -267,7 +300,7 @@ impl Front {
     /// is read from it. Reading stops first, so that the drain of an unread body ends at once.
     /// tiny_http may answer what it cannot parse after this request with an error of its own,
     /// which waits for this answer's writer: the connection stops writing before that goes.
-    fn refuse(&self, request: Request, reply: Reply) {
+    fn refuse(&self, request: Request, reply: Reply) -> bool {
         let addr = request.remote_addr().copied();
         let (version, headers) = (request.http_version().clone(), request.headers().to_vec());
         let no_body = request.method() == &Method::Head;
@@ -279,7 +312,8 @@ impl Front {
             if let Err(e) = stream.write_all(&text).and_then(|()| stream.flush()) {
                 log::debug!("answer to {what} from {addr:?}: {e}");
             }
-            return self.connections.park(addr, &what, stream);
+            self.connections.park(addr, &what, stream);
+            return true;
         }
         let socket = self.connections.stop_reading(addr);
         // Dropping the request drains what is left of its body: the connection is reading a
@@ -294,6 +328,7 @@ impl Front {
         }
         self.connections.close(addr, socket);
         drop(writer);
+        true
     }
 }
 

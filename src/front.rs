@@ -212,10 +212,14 @@ impl Front {
             let (front, record) = (self.clone(), routes::record(&self.app.greeting, body));
             let done = move |result| {
                 drop(reserved);
+                // The connection is free for its next request before the answer goes: the
+                // client may send it as soon as it reads the answer, and tiny_http writes a
+                // connection's answers in order anyway. One its client sent meanwhile
+                // (pipelined) goes to a handler of its own.
+                let next = front.connections.next(addr);
                 front.answer(request, routes::stored(&front.app.greeting, result));
-                // A request its client sent meanwhile goes to a handler of its own.
-                if let Some(next) = front.connections.next(addr) {
-                    front.start_handler(Some(next));
+                if next.is_some() {
+                    front.start_handler(next);
                 }
             };
             self.app.storage.append_then(record, Box::new(done));

@@ -207,6 +207,39 @@ fn pipelined_stores_are_answered_and_stored_in_order() {
 }
 
 #[test]
+fn pipelined_requests_on_many_connections_are_answered_in_order() {
+    // tiny_http hands out a connection's requests in order, but two threads that each take one
+    // could start them the other way round; the later one's answer then waits for the
+    // earlier one's, which waits behind it: the connection hangs.
+    let server = Server::start();
+    let mut streams: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| std::net::TcpStream::connect(server.addr).unwrap())
+        .collect();
+    for round in 0..5 {
+        for stream in &mut streams {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let burst = [
+                &b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n",
+            ]
+            .repeat(4)
+            .concat();
+            stream.write_all(&burst).unwrap();
+        }
+        for (i, stream) in streams.iter_mut().enumerate() {
+            for n in 0..8 {
+                let reply = read_reply(stream, false)
+                    .unwrap_or_else(|e| panic!("round {round}, connection {i}, answer {n}: {e}"));
+                let expected = if n % 2 == 0 { "ok\n" } else { "ready\n" };
+                assert_eq!(reply.text(), expected, "round {round}, connection {i}");
+            }
+        }
+    }
+}
+
+#[test]
 fn help_version_and_bad_settings() {
     let binary = env!("CARGO_BIN_EXE_hello-stateful");
     let help = Command::new(binary).arg("--help").output().unwrap();

@@ -3,9 +3,10 @@
 //! ([`Peer`]); `routes.rs` renders it.
 //!
 //! Peers are the SRV records of the same lookup as `/get`, asked at the port each record gives.
-//! Only `/data` is ever asked, and only for its tail (`Range: bytes=-4096`), so a `/cluster`
-//! never fans out further, nor reads more than it shows; a peer that ignores the range (an
-//! older version) sends all of it, of which the tail is kept as before. Fetches run on threads of
+//! Each is asked for the tail of its `/data` (`Range: bytes=-4096`), then for its `/info` (who
+//! it is, whether its volume changed hands), so a `/cluster` never fans out further, nor reads
+//! more than it shows; a peer that ignores the range (an older version) sends all of it, of
+//! which the tail is kept as before, and one without `/info` is shown without. Fetches run on threads of
 //! their own, at most [`MAX_FETCHES`] at once across all requests, so a dead or slow peer costs
 //! its own timeout and nothing else, and never touches the writing of data. A request never
 //! waits for a free fetch past its own time bound: a peer it cannot ask in time gets an error
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::deadline::{DeadlineStream, is_timeout};
 use crate::decimal::parse_decimal;
 use crate::dns::{LookupError, Resolver, Srv};
+use crate::json::Json;
 use crate::sync::{lock, wait_timeout};
 
 /// How much of each peer's data is kept: its last 4 KiB, so a large file cannot bloat the page.
@@ -29,13 +31,17 @@ pub const SHOWN_BYTES: usize = 4096;
 pub const MAX_FETCHES: usize = 64;
 /// Largest response header accepted from a peer.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Largest `/info` accepted from a peer.
+const MAX_INFO_BYTES: u64 = 64 * 1024;
 
-/// One peer as `/cluster` found it: its SRV record, and its data or why there is none.
+/// One peer as `/cluster` found it: its SRV record, its data or why there is none, and what
+/// its `/info` says, when it answered one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub record: Srv,
     /// The peer's data, or one line saying why it could not be had.
     pub data: Result<PeerData, String>,
+    pub info: Option<Json>,
 }
 
 /// The tail of a peer's data and its full length.
@@ -58,9 +64,12 @@ pub fn survey(
     let records = answer.records.iter().cloned();
     Ok(records
         .zip(results)
-        .map(|(record, data)| Peer { record, data })
+        .map(|(record, (data, info))| Peer { record, data, info })
         .collect())
 }
+
+/// What one fetch brought back: the data (or why not), and the `/info`.
+type Fetched = (Result<PeerData, String>, Option<Json>);
 
 /// Fetches every peer at once (within [`MAX_FETCHES`]); each result is in by its deadline.
 fn fetch_all(
@@ -68,8 +77,8 @@ fn fetch_all(
     peers: &[Srv],
     timeout: Duration,
     fetches: &'static Semaphore,
-) -> Vec<Result<PeerData, String>> {
-    let mut results: Vec<Option<Result<PeerData, String>>> = peers.iter().map(|_| None).collect();
+) -> Vec<Fetched> {
+    let mut results: Vec<Option<Fetched>> = peers.iter().map(|_| None).collect();
     // Fetches start in waves of at most MAX_FETCHES, and other requests' fetches hold permits
     // too. A peer that gets no permit by the end of the waves its own request needs is
     // reported instead of waited for, so the page never waits more than `waves + 1`
@@ -80,9 +89,8 @@ fn fetch_all(
     let (tx, rx) = mpsc::channel();
     for (i, peer) in peers.iter().enumerate() {
         let Some(permit) = fetches.acquire_until(start_by) else {
-            results[i] = Some(Err(format!(
-                "not asked: {MAX_FETCHES} peer fetches already running"
-            )));
+            let why = format!("not asked: {MAX_FETCHES} peer fetches already running");
+            results[i] = Some((Err(why), None));
             continue;
         };
         // Each peer's clock starts when its fetch can start, so waiting for a permit costs no
@@ -102,7 +110,7 @@ fn fetch_all(
             });
         // The permit went with the closure, which is dropped when the thread cannot start.
         if let Err(e) = spawned {
-            results[i] = Some(Err(format!("cannot start a fetch: {e}")));
+            results[i] = Some((Err(format!("cannot start a fetch: {e}")), None));
         }
     }
     drop(tx);
@@ -118,7 +126,7 @@ fn fetch_all(
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(timed_out(timeout))))
+        .map(|r| r.unwrap_or_else(|| (Err(timed_out(timeout)), None)))
         .collect()
 }
 
@@ -169,22 +177,32 @@ fn timed_out(timeout: Duration) -> String {
     format!("timed out after {} ms", timeout.as_millis())
 }
 
-/// GET `/data` from one peer, its address looked up through the pod's resolver, all of it by
-/// `deadline` (`timeout` is only for the error text).
-pub fn fetch(
+/// GET `/data`, then `/info`, from one peer, its address looked up through the pod's
+/// resolver, all of it by `deadline` (`timeout` is only for the error text).
+fn fetch(
     resolver: &Resolver,
     target: &str,
     port: u16,
     deadline: Instant,
     timeout: Duration,
-) -> Result<PeerData, String> {
-    let addrs = resolver.lookup_ipv4(target).map_err(|e| e.to_string())?;
-    let ip = *addrs
-        .first()
-        .ok_or_else(|| format!("lookup {target}: no IPv4 address"))?;
+) -> Fetched {
+    let addrs = match resolver.lookup_ipv4(target) {
+        Ok(addrs) => addrs,
+        Err(e) => return (Err(e.to_string()), None),
+    };
+    let Some(&ip) = addrs.first() else {
+        return (Err(format!("lookup {target}: no IPv4 address")), None);
+    };
     let addr = SocketAddr::from((ip, port));
-    get_data(addr, target.trim_end_matches('.'), deadline)
-        .map_err(|why| format!("GET http://{addr}/data: {}", reason(why, timeout)))
+    let host = target.trim_end_matches('.');
+    let data = get_data(addr, host, deadline)
+        .map_err(|why| format!("GET http://{addr}/data: {}", reason(why, timeout)));
+    // A peer that could not give its data will not give its /info either.
+    let info = data
+        .is_ok()
+        .then(|| get_info(addr, host, deadline))
+        .flatten();
+    (data, info)
 }
 
 /// GET the tail of `/data` from `addr`, all of it by `deadline`; `host` goes in the `Host`
@@ -199,6 +217,30 @@ fn get_data(addr: SocketAddr, host: &str, deadline: Instant) -> Result<PeerData,
     );
     stream.write_all(request.as_bytes())?;
     read_response(&mut stream)
+}
+
+/// GET `/info` from `addr` by `deadline`: a JSON object, or None when the peer has none (an
+/// older version), fails or answers something else.
+fn get_info(addr: SocketAddr, host: &str, deadline: Instant) -> Option<Json> {
+    let mut stream = DeadlineStream::connect(addr, deadline).ok()?;
+    let port = addr.port();
+    let request =
+        format!("GET /info HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: hello-stateful\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let (head, mut body) = read_head(&mut stream).ok()?;
+    let length = head
+        .field("content-length")
+        .and_then(|v| parse_decimal(v).ok())?;
+    if head.status() != "200" || length > MAX_INFO_BYTES {
+        return None;
+    }
+    (&mut stream)
+        .take(length - body.len().min(length as usize) as u64)
+        .read_to_end(&mut body)
+        .ok()?;
+    body.truncate(length as usize);
+    let info = Json::parse(std::str::from_utf8(&body).ok()?).ok()?;
+    matches!(info, Json::Object(_)).then_some(info)
 }
 
 /// One line saying why a fetch failed: io errors without their `(os error N)` tail, and every
@@ -222,13 +264,30 @@ fn invalid(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
 }
 
-/// Parses a peer's response: status 200 with all of the data, or 206 with a part that ends
-/// where the data does (its `Content-Range` gives the data's length); then the body, keeping
-/// only its last [`SHOWN_BYTES`].
-fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
+/// A response's status line and header fields.
+struct Head {
+    status_line: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The status code, as text.
+    fn status(&self) -> &str {
+        self.status_line.split(' ').nth(1).unwrap_or_default()
+    }
+
+    fn field(&self, wanted: &str) -> Option<&str> {
+        let mut fields = self.fields.iter();
+        let found = fields.find(|(name, _)| name.eq_ignore_ascii_case(wanted));
+        found.map(|(_, value)| value.as_str())
+    }
+}
+
+/// Reads a response's head, and returns it with the bytes of the body read along with it.
+fn read_head(reader: &mut impl Read) -> io::Result<(Head, Vec<u8>)> {
     let mut head = Vec::new();
     let mut buf = [0u8; 8192];
-    let (header_end, mut rest) = loop {
+    let (header_end, rest) = loop {
         let n = reader.read(&mut buf)?;
         if n == 0 {
             return Err(invalid("connection closed before a response".into()));
@@ -242,22 +301,32 @@ fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
             return Err(invalid("response header too large".into()));
         }
     };
-    let head = String::from_utf8_lossy(&head[..header_end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split(' ').nth(1).unwrap_or_default();
-    let fields: Vec<(&str, &str)> = lines
+    let text = String::from_utf8_lossy(&head[..header_end]);
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default().trim().to_string();
+    let fields = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(name, value)| (name.trim(), value.trim()))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .collect();
-    let field = |wanted: &str| {
-        fields
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
-            .map(|&(_, value)| value)
-    };
+    Ok((
+        Head {
+            status_line,
+            fields,
+        },
+        rest,
+    ))
+}
+
+/// Parses a peer's response: status 200 with all of the data, or 206 with a part that ends
+/// where the data does (its `Content-Range` gives the data's length); then the body, keeping
+/// only its last [`SHOWN_BYTES`].
+fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
+    let (head, mut rest) = read_head(reader)?;
+    let mut buf = [0u8; 8192];
+    let status_line = &head.status_line;
+    let field = |wanted: &str| head.field(wanted);
     // Where the body starts in the data, and the data's length when the body is a part of it.
-    let (first, total) = match status {
+    let (first, total) = match head.status() {
         "200" => (0, None),
         "206" => {
             let range = field("content-range").unwrap_or_default();
@@ -270,7 +339,7 @@ fn read_response(reader: &mut impl Read) -> Result<PeerData, io::Error> {
             }
             (first, Some(total))
         }
-        _ => return Err(invalid(format!("answered {}", status_line.trim()))),
+        _ => return Err(invalid(format!("answered {status_line}"))),
     };
     let length: Option<u64> = field("content-length").and_then(|v| parse_decimal(v).ok());
     let mut data = PeerData {
@@ -496,11 +565,7 @@ mod tests {
             target: "hello-stateful-0.svc.".into(),
         };
         let results = fetch_all(&resolver, &[peer], Duration::from_millis(50), &ONE);
-        assert_eq!(
-            results,
-            [Err(format!(
-                "not asked: {MAX_FETCHES} peer fetches already running"
-            ))]
-        );
+        let why = format!("not asked: {MAX_FETCHES} peer fetches already running");
+        assert_eq!(results, [(Err(why), None)]);
     }
 }

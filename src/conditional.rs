@@ -10,15 +10,17 @@
 
 use crate::decimal::{DecimalError, parse_decimal};
 
-/// The request header fields `/data` acts on. A field sent more than once is joined with
-/// commas, as RFC 9110 (5.3) allows for list fields; a repeated `Range` then reads as several
-/// ranges, and a repeated `If-Range` matches nothing.
+/// The request header fields the handlers act on: `/data`'s conditionals and ranges, and
+/// `Accept`. A field sent more than once is joined with commas, as RFC 9110 (5.3) allows for
+/// list fields; a repeated `Range` then reads as several ranges, and a repeated `If-Range`
+/// matches nothing.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fields {
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub if_match: Option<String>,
     pub if_none_match: Option<String>,
+    pub accept: Option<String>,
 }
 
 impl Fields {
@@ -35,6 +37,8 @@ impl Fields {
                 &mut fields.if_match
             } else if is("If-None-Match") {
                 &mut fields.if_none_match
+            } else if is("Accept") {
+                &mut fields.accept
             } else {
                 continue;
             };

@@ -23,6 +23,10 @@ pub struct Config {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub send_timeout: Duration,
+    /// The pod's namespace, IP and node, from the downward API; None when unset or empty.
+    pub pod_namespace: Option<String>,
+    pub pod_ip: Option<std::net::IpAddr>,
+    pub node_name: Option<String>,
     pub log_filter: String,
 }
 
@@ -84,6 +88,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "SEND_TIMEOUT_MS",
         "10000",
         "time one write of an answer may wait for the client, 1 to 3600000",
+    ),
+    (
+        "POD_NAMESPACE",
+        "",
+        "the pod's namespace (downward API: metadata.namespace), shown by /info",
+    ),
+    (
+        "POD_IP",
+        "",
+        "the pod's IP address (downward API: status.podIP), shown by /info",
+    ),
+    (
+        "NODE_NAME",
+        "",
+        "the node the pod runs on (downward API: spec.nodeName), shown by /info",
     ),
     (
         "RUST_LOG",
@@ -212,6 +231,37 @@ impl Config {
             ));
         }
 
+        // Downward-API values: empty means not given (outside Kubernetes).
+        let given = |variable| Some(value(variable)).filter(|v| !v.is_empty());
+        let pod_namespace = given("POD_NAMESPACE");
+        if let Some(ns) = pod_namespace
+            .as_ref()
+            .filter(|ns| ns.contains('.') || !is_domain_name(ns))
+        {
+            return Err(error(
+                "POD_NAMESPACE",
+                ns.clone(),
+                "a namespace name: letters, digits and '-', at most 63 characters",
+            ));
+        }
+        let pod_ip =
+            match given("POD_IP") {
+                Some(ip) => Some(ip.parse().map_err(|_| {
+                    error("POD_IP", ip, "an IPv4 or IPv6 address such as 10.244.0.7")
+                })?),
+                None => None,
+            };
+        let node_name = given("NODE_NAME");
+        if let Some(node) = node_name
+            .as_ref()
+            .filter(|n| n.ends_with('.') || !is_domain_name(n))
+        {
+            return Err(error(
+                "NODE_NAME",
+                node.clone(),
+                "a node name: a DNS name of at most 253 characters",
+            ));
+        }
         let log_filter = value("RUST_LOG");
         if !is_log_filter(&log_filter) {
             return Err(error(
@@ -235,6 +285,9 @@ impl Config {
             body_timeout,
             idle_timeout,
             send_timeout,
+            pod_namespace,
+            pod_ip,
+            node_name,
             log_filter,
         })
     }
@@ -334,6 +387,10 @@ mod tests {
             ("SEND_TIMEOUT_MS", "5s"),
             ("RUST_LOG", "loud"),
             ("RUST_LOG", "hello_stateful=verbose"),
+            ("POD_NAMESPACE", "team.a"),
+            ("POD_NAMESPACE", "-x"),
+            ("POD_IP", "10.0.0"),
+            ("NODE_NAME", "bad node"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{var}={value:?}");
@@ -354,10 +411,20 @@ mod tests {
             ),
             ("MAX_BODY_BYTES", "10"),
             ("RUST_LOG", "warn,hello_stateful::front=debug"),
+            ("POD_NAMESPACE", "team-a"),
+            ("POD_IP", "fd00::7"),
+            ("NODE_NAME", "ip-10-0-1-7.eu-west-1.compute.internal"),
         ])
         .unwrap();
         assert_eq!(c.max_body_bytes, 10);
         assert_eq!(c.log_filter, "warn,hello_stateful::front=debug");
+        assert_eq!(c.pod_namespace.as_deref(), Some("team-a"));
+        assert_eq!(c.pod_ip, Some("fd00::7".parse().unwrap()));
+        assert_eq!(
+            c.node_name.as_deref(),
+            Some("ip-10-0-1-7.eu-west-1.compute.internal")
+        );
+        assert_eq!(config(&[("POD_IP", "")]).unwrap().pod_ip, None);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! hello-stateful: a tiny HTTP service that shows what a Kubernetes StatefulSet gives each
 //! replica. Each module is one concern; `main.rs` wires them together.
 
+pub mod accept;
 pub mod app;
 pub mod budgets;
+pub mod clock;
 pub mod cluster;
 pub mod conditional;
 pub mod config;
@@ -12,7 +14,10 @@ pub mod decimal;
 pub mod dns;
 pub mod framing;
 pub mod front;
+pub mod json;
 pub mod lifecycle;
+pub mod lineage;
+pub mod readiness;
 pub mod routes;
 pub mod storage;
 pub mod sync;

@@ -6,15 +6,18 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hello_stateful::app::App;
 use hello_stateful::budgets::Budgets;
+use hello_stateful::clock;
 use hello_stateful::config::{self, Config};
 use hello_stateful::connections::Connections;
 use hello_stateful::dns::Resolver;
 use hello_stateful::front::Front;
 use hello_stateful::lifecycle::{self, Lifecycle};
+use hello_stateful::lineage::Lineage;
+use hello_stateful::readiness::Readiness;
 use hello_stateful::storage::Storage;
 
 /// The kubelet's default grace period is 30 s, but a StatefulSet rolls one pod at a time, so
@@ -86,6 +89,13 @@ fn try_main() -> Result<u8, StartError> {
         Box::new(move |_: &str| lifecycle.stop(1))
     };
     let storage = Storage::open(&config.data_file, on_fatal).map_err(|e| StartError::new(1, e))?;
+    let started_at = clock::rfc3339(SystemTime::now());
+    let lineage = Lineage::record_start(
+        &config.data_file,
+        storage.durable_len(),
+        &hostname,
+        &started_at,
+    );
     let listener = listen(config.listen_addr, &budgets)
         .map_err(|e| StartError::new(1, format!("listen on {}: {e}", config.listen_addr)))?;
     let (bound, listener_fd) = (
@@ -101,11 +111,12 @@ fn try_main() -> Result<u8, StartError> {
         .watch(listener_fd)
         .map_err(|e| StartError::new(1, format!("start the connection watch: {e}")))?;
     log::info!(
-        "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes); /get looks up {} (resolver {}, timeout {} ms); budgets for a memory limit of {} bytes: {} connections, {} bytes of request bodies",
+        "hello-stateful {} listening on {} as {hostname}; data file {} ({} bytes; volume {}); /get looks up {} (resolver {}, timeout {} ms); budgets for a memory limit of {} bytes: {} connections, {} bytes of request bodies",
         env!("CARGO_PKG_VERSION"),
         config.listen_addr,
         config.data_file.display(),
         storage.durable_len(),
+        lineage.summary(),
         config.service_name,
         config.resolv_conf.display(),
         config.lookup_timeout.as_millis(),
@@ -121,6 +132,9 @@ fn try_main() -> Result<u8, StartError> {
         )),
         greeting: format!("hello from v2:{hostname}"),
         hostname,
+        started_at,
+        lineage,
+        readiness: Readiness::default(),
         storage,
         lifecycle: lifecycle.clone(),
         config,

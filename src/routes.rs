@@ -3,16 +3,19 @@
 
 use std::fs::File;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::app::App;
+use crate::accept;
+use crate::app::{App, ordinal};
+use crate::clock;
 use crate::cluster::{self, Peer};
 use crate::conditional::{self, Answer, Fields};
 use crate::dns::{LookupError, Resolver};
+use crate::json::Json;
 use crate::storage::{AppendError, Durable, Storage};
 
-/// Every endpoint, listed in 404 replies and on the index page.
-pub const ENDPOINTS: &str = "/store /get /data /cluster / /healthz /readyz";
+/// Every endpoint, listed in 404 replies.
+pub const ENDPOINTS: &str =
+    "/store /get /data /cluster /info / /healthz /readyz /readyz/disable /readyz/enable";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -23,6 +26,9 @@ pub enum Route {
     Index,
     Healthz,
     Readyz,
+    Info,
+    /// `POST /readyz/enable` (true) or `/readyz/disable` (false).
+    SetReady(bool),
     NotFound,
     /// The path exists but not for this method; the value is the `Allow` header.
     WrongMethod(&'static str),
@@ -45,7 +51,13 @@ pub fn route(method: &str, path: &str) -> Route {
         (_, "/cluster") if readable => Route::Cluster,
         (_, "/healthz") if readable => Route::Healthz,
         (_, "/readyz") if readable => Route::Readyz,
-        (_, "/get" | "/data" | "/cluster" | "/healthz" | "/readyz") => Route::WrongMethod(READ),
+        (_, "/info") if readable => Route::Info,
+        ("POST", "/readyz/enable") => Route::SetReady(true),
+        ("POST", "/readyz/disable") => Route::SetReady(false),
+        (_, "/readyz/enable" | "/readyz/disable") => Route::WrongMethod("POST"),
+        (_, "/get" | "/data" | "/cluster" | "/healthz" | "/readyz" | "/info") => {
+            Route::WrongMethod(READ)
+        }
         _ => Route::NotFound,
     }
 }
@@ -94,6 +106,11 @@ impl Reply {
         Reply::text(status, format!("{message}\n"))
     }
 
+    /// A JSON document, on a line of its own.
+    pub fn json(status: u16, value: &Json) -> Reply {
+        Reply::text(status, format!("{value}\n")).with_header("Content-Type", "application/json")
+    }
+
     pub fn body_text(&self) -> Option<&[u8]> {
         match &self.body {
             Body::Text(text) => Some(text),
@@ -109,15 +126,12 @@ pub fn handle(app: &App, route: Route, path: &str, fields: &Fields, body: Vec<u8
         Route::Store => store(&app.storage, &app.greeting, body),
         Route::Get => get(&app.resolver, &app.config.service_name),
         Route::Data => data(&app.storage, fields),
-        Route::Cluster => cluster(
-            &app.resolver,
-            &app.config.service_name,
-            &app.hostname,
-            app.config.peer_timeout,
-        ),
+        Route::Cluster => cluster(app, fields.accept.as_deref()),
         Route::Index => index(app),
         Route::Healthz => Reply::text(200, "ok\n"),
-        Route::Readyz => readyz(&app.storage, app.lifecycle.is_stopping()),
+        Route::Readyz => readyz(app),
+        Route::Info => Reply::json(200, &app.info()),
+        Route::SetReady(ready) => set_ready(app, ready),
         Route::NotFound => not_found(path),
         Route::WrongMethod(allow) => {
             Reply::error(405, format!("method not allowed; allowed: {allow}"))
@@ -160,16 +174,25 @@ pub fn get(resolver: &Arc<Resolver>, service: &str) -> Reply {
     }
 }
 
-/// `/cluster`: every peer's data as a page of text, or 503 if the lookup fails.
-pub fn cluster(
-    resolver: &Arc<Resolver>,
-    service: &str,
-    hostname: &str,
-    peer_timeout: Duration,
-) -> Reply {
-    match cluster::survey(resolver, service, peer_timeout) {
-        Ok(peers) => Reply::text(200, cluster_page(hostname, &peers)),
-        Err(e) => lookup_failed(e),
+/// `/cluster`: every pod's data, as a page of text or, for a client that asks for
+/// `application/json`, as JSON; 503 if the lookup fails.
+pub fn cluster(app: &App, accept: Option<&str>) -> Reply {
+    let json = accept::choose(accept, &["text/plain", "application/json"]) == 1;
+    let service = &app.config.service_name;
+    let peers = match cluster::survey(&app.resolver, service, app.config.peer_timeout) {
+        Ok(peers) => peers,
+        Err(e) if json => {
+            log::warn!("{e}");
+            // The view still shows this pod, so a page built on it keeps working.
+            let rows = rows(&app.hostname, &[]);
+            return Reply::json(503, &cluster_json(app, &rows, Some(e.to_string())));
+        }
+        Err(e) => return lookup_failed(e),
+    };
+    let rows = rows(&app.hostname, &peers);
+    match json {
+        true => Reply::json(200, &cluster_json(app, &rows, None)),
+        false => Reply::text(200, cluster_page(app, &rows)),
     }
 }
 
@@ -179,12 +202,93 @@ fn lookup_failed(e: LookupError) -> Reply {
     Reply::error(503, e)
 }
 
-/// The `/cluster` page: a head naming this pod, then one line per peer with its data (its tail,
-/// with the cap said in front, when it was cut) or `error: ` and why.
-fn cluster_page(hostname: &str, peers: &[Peer]) -> Vec<u8> {
-    let mut page = format!("You've hit {hostname}\nData stored in the cluster:\n").into_bytes();
-    for peer in peers {
+/// A line of the cluster view: a peer found in the Service, or an ordinal missing from it.
+enum Row<'a> {
+    Peer(&'a Peer),
+    Missing {
+        name: String,
+        target: Option<String>,
+        this: bool,
+    },
+}
+
+impl Row<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Row::Peer(peer) => first_label(&peer.record.target),
+            Row::Missing { name, .. } => name,
+        }
+    }
+}
+
+fn first_label(target: &str) -> &str {
+    target.split('.').next().unwrap_or(target)
+}
+
+/// The peers in ordinal order, and a row for each ordinal below the highest found that has no
+/// record (a pod not ready, or gone), and for this pod when it has none (if its hostname has
+/// an ordinal: it is a StatefulSet's pod).
+fn rows<'a>(hostname: &str, peers: &'a [Peer]) -> Vec<Row<'a>> {
+    let ordinal_of = |peer: &Peer| ordinal(first_label(&peer.record.target));
+    let this = ordinal(hostname);
+    let highest = peers.iter().filter_map(ordinal_of).chain(this).max();
+    // A missing pod's target is its peers' with its own name in front.
+    let template = peers.iter().find(|p| ordinal_of(p).is_some());
+    let set = hostname.rsplit_once('-').map_or(hostname, |(set, _)| set);
+    let mut rows: Vec<Row> = peers.iter().map(Row::Peer).collect();
+    for n in 0..=highest.unwrap_or(0) {
+        if highest.is_none() || peers.iter().any(|p| ordinal_of(p) == Some(n)) {
+            continue;
+        }
+        let set = template.map_or(set, |p| {
+            let label = first_label(&p.record.target);
+            label.rsplit_once('-').map_or(label, |(set, _)| set)
+        });
+        let name = format!("{set}-{n}");
+        let target = template.map(|p| {
+            let rest = p.record.target.split_once('.').map_or("", |(_, rest)| rest);
+            format!("{name}.{rest}")
+        });
+        let this = this == Some(n) && name == hostname;
+        rows.push(Row::Missing { name, target, this });
+    }
+    rows.sort_by_key(|row| ordinal(row.name()).unwrap_or(u64::MAX));
+    rows
+}
+
+/// Why a pod has no record in the Service, as far as this pod can tell.
+fn missing_because(app: &App, this: bool) -> String {
+    match (this, app.not_ready_because()) {
+        (true, Some(why)) => format!("not in the Service: this pod, {why}"),
+        (true, None) => {
+            "not in the Service yet: this pod, ready (the DNS answer lags by its TTL)".into()
+        }
+        (false, _) => "not in the Service: not ready, or gone".into(),
+    }
+}
+
+/// The `/cluster` page: a head naming this pod, then one line per pod with its data (its tail,
+/// with the cap said in front, when it was cut) or why there is none, and a mark when its
+/// volume changed hands.
+fn cluster_page(app: &App, rows: &[Row]) -> Vec<u8> {
+    let mut page =
+        format!("You've hit {}\nData stored in the cluster:\n", app.hostname).into_bytes();
+    for row in rows {
+        let peer = match row {
+            Row::Peer(peer) => peer,
+            Row::Missing { name, target, this } => {
+                let target = target.as_deref().unwrap_or(name);
+                let line = format!("- {target}: {}\n", missing_because(app, *this));
+                page.extend_from_slice(line.as_bytes());
+                continue;
+            }
+        };
         page.extend_from_slice(format!("- {}: ", peer.record.target).as_bytes());
+        if let Some(from) = moved_from(peer) {
+            page.extend_from_slice(
+                format!("(volume changed hands: last used by {from}) ").as_bytes(),
+            );
+        }
         match &peer.data {
             Ok(data) if data.total > data.tail.len() as u64 => {
                 let cap = format!("(last {} of {} bytes) ", data.tail.len(), data.total);
@@ -197,6 +301,77 @@ fn cluster_page(hostname: &str, peers: &[Peer]) -> Vec<u8> {
         page.push(b'\n');
     }
     page
+}
+
+/// The pod that last used a peer's volume, when its `/info` says it was another.
+fn moved_from(peer: &Peer) -> Option<&str> {
+    let volume = peer.info.as_ref()?.get("volume")?;
+    volume.get("moved_from")?.get("pod")?.as_str()
+}
+
+/// The cluster view as JSON: this pod, the Service, and one object per row.
+fn cluster_json(app: &App, rows: &[Row], error: Option<String>) -> Json {
+    let pods = rows.iter().map(|row| {
+        let name = row.name().to_string();
+        let is_this = name == app.hostname;
+        let (target, port, info, data, why) = match row {
+            Row::Peer(peer) => {
+                let data = peer.data.as_ref().ok().map(|d| {
+                    Json::object([
+                        ("bytes", Json::Number(d.total)),
+                        (
+                            "tail",
+                            Json::String(String::from_utf8_lossy(&d.tail).into_owned()),
+                        ),
+                        ("tail_bytes", Json::Number(d.tail.len() as u64)),
+                    ])
+                });
+                let (record, error) = (&peer.record, peer.data.as_ref().err().cloned());
+                let info = peer.info.clone().or_else(|| is_this.then(|| app.info()));
+                (
+                    Some(record.target.clone()),
+                    Json::Number(record.port.into()),
+                    info,
+                    data,
+                    error,
+                )
+            }
+            Row::Missing { target, this, .. } => {
+                let info = this.then(|| app.info());
+                (
+                    target.clone(),
+                    Json::Null,
+                    info,
+                    None,
+                    Some(missing_because(app, *this)),
+                )
+            }
+        };
+        Json::object([
+            ("name", Json::String(name)),
+            (
+                "ordinal",
+                ordinal(row.name()).map_or(Json::Null, Json::Number),
+            ),
+            ("target", Json::text(target)),
+            ("port", port),
+            ("in_service", Json::Bool(matches!(row, Row::Peer(_)))),
+            ("this", Json::Bool(is_this)),
+            ("info", info.unwrap_or(Json::Null)),
+            ("data", data.unwrap_or(Json::Null)),
+            ("error", Json::text(why)),
+        ])
+    });
+    Json::object([
+        ("served_by", Json::String(app.hostname.clone())),
+        ("service", Json::String(app.config.service_name.clone())),
+        (
+            "at",
+            Json::String(clock::rfc3339(std::time::SystemTime::now())),
+        ),
+        ("error", Json::text(error)),
+        ("pods", Json::Array(pods.collect())),
+    ])
 }
 
 /// This replica's data file up to what is durable, streamed: all of it, the part a `Range`
@@ -247,37 +422,62 @@ pub fn data(storage: &Storage, fields: &Fields) -> Reply {
         .with_header("Accept-Ranges", "bytes")
 }
 
-/// Ready while the data file takes writes and the server is not shutting down.
-pub fn readyz(storage: &Storage, stopping: bool) -> Reply {
-    if stopping {
-        Reply::error(503, "not ready: shutting down")
-    } else if !storage.is_open() {
-        Reply::error(503, "not ready: data file is not writable")
-    } else {
-        Reply::text(200, "ready\n")
+/// Ready while the data file takes writes, the server is not shutting down, and readiness was
+/// not disabled by hand.
+pub fn readyz(app: &App) -> Reply {
+    match app.not_ready_because() {
+        Some(why) => Reply::error(503, format!("not ready: {why}")),
+        None => Reply::text(200, "ready\n"),
     }
 }
 
+/// `POST /readyz/enable` and `/readyz/disable`.
+fn set_ready(app: &App, ready: bool) -> Reply {
+    let text = if ready {
+        match app.readiness.enable() {
+            Some(since) => format!("readiness enabled (it was disabled at {since})"),
+            None => "readiness enabled (it was not disabled)".into(),
+        }
+    } else {
+        let since = app
+            .readiness
+            .disable(&clock::rfc3339(std::time::SystemTime::now()));
+        format!("readiness disabled at {since}: /readyz answers 503 until POST /readyz/enable")
+    };
+    log::info!("{text}");
+    Reply::text(200, text + "\n")
+}
+
 fn index(app: &App) -> Reply {
+    let ready = match app.not_ready_because() {
+        Some(why) => format!("no: {why}"),
+        None => "yes".into(),
+    };
     Reply::text(
         200,
         format!(
             "{greeting}\n\
              \n\
              hostname: {host}\n\
+             ready: {ready}\n\
              data: {len} bytes in {path}\n\
+             volume: {volume}\n\
              \n\
              endpoints:\n  \
-             POST /store    append the body (or the greeting) to this replica's data file\n  \
-             GET  /get      this StatefulSet's pods, from the headless Service's SRV records\n  \
-             GET  /data     this replica's data file\n  \
-             GET  /cluster  every pod's data\n  \
-             GET  /healthz  liveness\n  \
-             GET  /readyz   readiness\n",
+             POST /store           append the body (or the greeting) to this replica's data file\n  \
+             GET  /get             this StatefulSet's pods, from the headless Service's SRV records\n  \
+             GET  /data            this replica's data file\n  \
+             GET  /cluster         every pod's data\n  \
+             GET  /info            this pod's identity, readiness and volume, as JSON\n  \
+             GET  /healthz         liveness\n  \
+             GET  /readyz          readiness\n  \
+             POST /readyz/disable  take this pod out of service (until enabled, or restarted)\n  \
+             POST /readyz/enable   put it back\n",
             greeting = app.greeting,
             host = app.hostname,
             len = app.storage.durable_len(),
             path = app.storage.path().display(),
+            volume = app.lineage.summary(),
         ),
     )
 }
@@ -434,18 +634,71 @@ mod tests {
         assert_eq!(header(&reply, "Cache-Control"), Some("no-cache"));
     }
 
-    #[test]
-    fn readiness_follows_shutdown_and_storage() {
-        let (storage, _, _dir) = storage("ready");
-        assert_eq!(readyz(&storage, false).status, 200);
-        assert_eq!(readyz(&storage, true).status, 503);
-        storage.close();
-        assert_eq!(readyz(&storage, false).status, 503);
+    /// An App for pod `hostname`, its data in a folder of its own (removed with the TempDir).
+    fn app(hostname: &str) -> (App, TempDir) {
+        let (storage, path, dir) = storage(hostname);
+        let config = crate::config::Config::from_lookup(|name| match name {
+            "DATA_FILE" => Some(path.display().to_string()),
+            _ => None,
+        })
+        .unwrap();
+        let lineage = crate::lineage::Lineage::record_start(&path, 0, hostname, "T0");
+        let app = App {
+            resolver: Arc::new(Resolver::new(
+                "/nonexistent".into(),
+                std::time::Duration::from_secs(1),
+            )),
+            greeting: format!("hello from v2:{hostname}"),
+            hostname: hostname.into(),
+            storage,
+            lifecycle: Arc::new(crate::lifecycle::Lifecycle::default()),
+            readiness: Default::default(),
+            started_at: "T0".into(),
+            lineage,
+            config,
+        };
+        (app, dir)
     }
 
     #[test]
-    fn cluster_page_shows_each_peer_in_order() {
-        let peer = |ordinal: usize, data| Peer {
+    fn readiness_follows_shutdown_storage_and_the_switch() {
+        let (app, _dir) = app("web-0");
+        assert_eq!(readyz(&app).status, 200);
+        let disabled = handle(
+            &app,
+            Route::SetReady(false),
+            "/readyz/disable",
+            &Fields::default(),
+            Vec::new(),
+        );
+        let text = String::from_utf8(disabled.body_text().unwrap().to_vec()).unwrap();
+        assert!(
+            text.starts_with("readiness disabled at ")
+                && text.ends_with(": /readyz answers 503 until POST /readyz/enable\n"),
+            "{text}"
+        );
+        let reply = readyz(&app);
+        let why = String::from_utf8(reply.body_text().unwrap().to_vec()).unwrap();
+        assert_eq!(reply.status, 503);
+        assert!(
+            why.starts_with("not ready: readiness disabled by POST /readyz/disable at "),
+            "{why}"
+        );
+        assert_eq!(app.info().get("ready"), Some(&Json::Bool(false)));
+        set_ready(&app, true);
+        assert_eq!(readyz(&app).status, 200);
+        app.lifecycle.stop(0);
+        assert_eq!(
+            readyz(&app).body_text().unwrap(),
+            b"not ready: shutting down\n"
+        );
+        let (app, _dir) = self::app("web-1");
+        app.storage.close();
+        assert_eq!(readyz(&app).status, 503);
+    }
+
+    fn peer(ordinal: usize, data: Result<cluster::PeerData, String>) -> Peer {
+        Peer {
             record: dns::Srv {
                 priority: 0,
                 weight: 33,
@@ -453,7 +706,16 @@ mod tests {
                 target: format!("web-{ordinal}.svc."),
             },
             data,
-        };
+            info: None,
+        }
+    }
+
+    fn page(app: &App, peers: &[Peer]) -> String {
+        String::from_utf8(cluster_page(app, &rows(&app.hostname, peers))).unwrap()
+    }
+
+    #[test]
+    fn cluster_page_shows_each_peer_in_order() {
         let cut = cluster::PeerData {
             total: 5003,
             tail: b"aEND".to_vec(),
@@ -462,8 +724,9 @@ mod tests {
             total: 3,
             tail: b"abc".to_vec(),
         };
-        let page = cluster_page(
-            "web-1",
+        let (app, _dir) = app("web-1");
+        let page = page(
+            &app,
             &[
                 peer(0, Ok(whole)),
                 peer(1, Ok(cut)),
@@ -471,11 +734,83 @@ mod tests {
             ],
         );
         assert_eq!(
-            String::from_utf8(page).unwrap(),
+            page,
             "You've hit web-1\nData stored in the cluster:\n\
              - web-0.svc.: abc\n\
              - web-1.svc.: (last 4 of 5003 bytes) aEND\n\
              - web-2.svc.: error: timed out after 500 ms\n"
+        );
+    }
+
+    #[test]
+    fn cluster_page_shows_the_gaps_and_a_volume_that_changed_hands() {
+        let data = |text: &str| {
+            Ok(cluster::PeerData {
+                total: text.len() as u64,
+                tail: text.as_bytes().to_vec(),
+            })
+        };
+        let (app, _dir) = app("web-3");
+        app.readiness.disable("T1");
+        let mut moved = peer(4, data("d"));
+        moved.info =
+            Some(Json::parse(r#"{"volume":{"moved_from":{"pod":"web-9","at":"T"}}}"#).unwrap());
+        let peers = [peer(10, data("c")), peer(0, data("a")), moved];
+        assert_eq!(
+            page(&app, &peers),
+            "You've hit web-3\nData stored in the cluster:\n\
+             - web-0.svc.: a\n\
+             - web-1.svc.: not in the Service: not ready, or gone\n\
+             - web-2.svc.: not in the Service: not ready, or gone\n\
+             - web-3.svc.: not in the Service: this pod, readiness disabled by POST /readyz/disable at T1\n\
+             - web-4.svc.: (volume changed hands: last used by web-9) d\n\
+             - web-5.svc.: not in the Service: not ready, or gone\n\
+             - web-6.svc.: not in the Service: not ready, or gone\n\
+             - web-7.svc.: not in the Service: not ready, or gone\n\
+             - web-8.svc.: not in the Service: not ready, or gone\n\
+             - web-9.svc.: not in the Service: not ready, or gone\n\
+             - web-10.svc.: c\n"
+        );
+        // The highest pods gone: nothing says they were there.
+        assert_eq!(
+            page(&app, &[peer(0, data("a"))]),
+            "You've hit web-3\nData stored in the cluster:\n\
+             - web-0.svc.: a\n\
+             - web-1.svc.: not in the Service: not ready, or gone\n\
+             - web-2.svc.: not in the Service: not ready, or gone\n\
+             - web-3.svc.: not in the Service: this pod, readiness disabled by POST /readyz/disable at T1\n"
+        );
+    }
+
+    #[test]
+    fn the_cluster_view_as_json() {
+        let (app, _dir) = app("web-1");
+        let view = cluster_json(
+            &app,
+            &rows("web-1", &[peer(1, Err("refused".into()))]),
+            None,
+        );
+        let text = view.to_string();
+        let parsed = Json::parse(&text).unwrap();
+        assert_eq!(
+            parsed.get("served_by").and_then(Json::as_str),
+            Some("web-1")
+        );
+        let Some(Json::Array(pods)) = parsed.get("pods") else {
+            panic!("{text}")
+        };
+        assert_eq!(pods.len(), 2, "{text}");
+        assert_eq!(pods[0].get("name").and_then(Json::as_str), Some("web-0"));
+        assert_eq!(pods[0].get("in_service"), Some(&Json::Bool(false)));
+        assert_eq!(pods[1].get("this"), Some(&Json::Bool(true)));
+        assert_eq!(pods[1].get("error").and_then(Json::as_str), Some("refused"));
+        // Its own /info, since it could not be fetched.
+        assert_eq!(
+            pods[1]
+                .get("info")
+                .and_then(|i| i.get("hostname"))
+                .and_then(Json::as_str),
+            Some("web-1")
         );
     }
 

@@ -10,6 +10,7 @@ mod support;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
+use hello_stateful::json::Json;
 use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_records_at, pod_target};
 use support::hostname;
 use support::server::{Options, Server, head};
@@ -154,10 +155,15 @@ fn every_pods_data_in_natural_order() {
     ) else {
         return;
     };
+    // The ordinals between 2 and 10 have no record: each gets a line saying so.
+    let gaps: String = (3..10)
+        .map(|n| line(n, "not in the Service: not ready, or gone"))
+        .collect();
     let expected = page_head()
         + &line(0, "data of pod 0, stored at its own address")
         + &line(1, "data of pod 1, stored at its own address")
         + &line(2, "data of pod 2, stored at its own address")
+        + &gaps
         + &line(10, "data of pod 10, stored at its own address");
     assert_eq!(cluster.page(), expected);
     // Any pod gives the same page (here they all share this machine's hostname).
@@ -303,4 +309,57 @@ fn failed_lookup_is_503_with_one_line() {
         (reply.status, reply.text().as_str()),
         (503, "lookup hello-stateful-service: no such host\n")
     );
+}
+
+#[test]
+fn the_cluster_view_as_json_for_a_client_that_asks() {
+    let Some(cluster) = Cluster::start(
+        "the_cluster_view_as_json_for_a_client_that_asks",
+        6,
+        &[(0, Pod::Up(b"zero\n\x00".to_vec())), (2, Pod::Down)],
+    ) else {
+        return;
+    };
+    let accept = [("Accept", "application/json")];
+    let reply = support::server::try_request(cluster.entry().addr, "GET", "/cluster", b"", &accept)
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("Content-Type"), Some("application/json"));
+    let view = Json::parse(&reply.text()).unwrap_or_else(|e| panic!("{e}: {}", reply.text()));
+    assert_eq!(
+        view.get("served_by").and_then(Json::as_str),
+        Some(hostname().as_str())
+    );
+    let Some(Json::Array(pods)) = view.get("pods") else {
+        panic!("{}", reply.text())
+    };
+    let field = |i: usize, name: &str| pods[i].get(name).cloned().unwrap_or(Json::Null);
+    let names: Vec<Json> = (0..pods.len()).map(|i| field(i, "name")).collect();
+    let expected = ["hello-stateful-0", "hello-stateful-1", "hello-stateful-2"];
+    assert_eq!(names, expected.map(|n| Json::String(n.into())));
+    // Pod 0: its data, and its /info as it answered it.
+    let data = field(0, "data");
+    assert_eq!(data.get("tail").and_then(Json::as_str), Some("zero\n\u{0}"));
+    assert_eq!(data.get("bytes").and_then(Json::as_u64), Some(6));
+    assert_eq!(field(0, "in_service"), Json::Bool(true));
+    let info = field(0, "info");
+    assert_eq!(info.get("data_bytes").and_then(Json::as_u64), Some(6));
+    assert_eq!(info.get("ready"), Some(&Json::Bool(true)));
+    // Pod 1: no record; pod 2: a record, but nobody there.
+    assert_eq!(field(1, "in_service"), Json::Bool(false));
+    assert_eq!(
+        field(1, "error").as_str(),
+        Some("not in the Service: not ready, or gone")
+    );
+    assert_eq!(field(2, "data"), Json::Null);
+    assert!(
+        field(2, "error")
+            .as_str()
+            .is_some_and(|e| e.ends_with("connection refused"))
+    );
+    // curl's `*/*` still gets the page of text.
+    let any = [("Accept", "*/*")];
+    let text =
+        support::server::try_request(cluster.entry().addr, "GET", "/cluster", b"", &any).unwrap();
+    assert!(text.text().starts_with("You've hit "), "{}", text.text());
 }

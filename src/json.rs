@@ -63,6 +63,41 @@ impl Json {
         }
     }
 
+    /// The value with each member and item on a line of its own, indented two spaces a
+    /// level, for people reading it (`curl .../info`).
+    pub fn pretty(&self) -> String {
+        let mut out = String::new();
+        self.write_pretty(&mut out, 0);
+        out
+    }
+
+    fn write_pretty(&self, out: &mut String, level: usize) {
+        let (open, close, items): (char, char, Vec<(Option<&str>, &Json)>) = match self {
+            Json::Array(items) if !items.is_empty() => {
+                ('[', ']', items.iter().map(|v| (None, v)).collect())
+            }
+            Json::Object(members) if !members.is_empty() => (
+                '{',
+                '}',
+                members.iter().map(|(k, v)| (Some(k.as_str()), v)).collect(),
+            ),
+            _ => return out.push_str(&self.to_string()),
+        };
+        out.push(open);
+        for (i, (name, value)) in items.iter().enumerate() {
+            out.push_str(if i == 0 { "\n" } else { ",\n" });
+            out.push_str(&"  ".repeat(level + 1));
+            if let Some(name) = name {
+                out.push_str(&Json::String(name.to_string()).to_string());
+                out.push_str(": ");
+            }
+            value.write_pretty(out, level + 1);
+        }
+        out.push('\n');
+        out.push_str(&"  ".repeat(level));
+        out.push(close);
+    }
+
     /// Parses one JSON value, with nothing but white space around it.
     pub fn parse(text: &str) -> Result<Json, String> {
         let mut p = Parser {
@@ -317,7 +352,14 @@ mod tests {
             text,
             r#"{"name":"pod-0 \"x\"\n\u003c\u0001é😀","n":18446744073709551615,"list":[null,true],"empty":{}}"#
         );
-        assert_eq!(Json::parse(&text), Ok(value));
+        assert_eq!(Json::parse(&text), Ok(value.clone()));
+        let pretty = value.pretty();
+        assert!(pretty.starts_with("{\n  \"name\": \"pod-0"), "{pretty}");
+        assert!(
+            pretty.ends_with("\n  \"list\": [\n    null,\n    true\n  ],\n  \"empty\": {}\n}"),
+            "{pretty}"
+        );
+        assert_eq!(Json::parse(&pretty), Ok(value));
     }
 
     #[test]

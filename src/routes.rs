@@ -106,9 +106,9 @@ impl Reply {
         Reply::text(status, format!("{message}\n"))
     }
 
-    /// A JSON document, on a line of its own.
-    pub fn json(status: u16, value: &Json) -> Reply {
-        Reply::text(status, format!("{value}\n")).with_header("Content-Type", "application/json")
+    /// A JSON document, ending in a newline.
+    pub fn json(status: u16, text: String) -> Reply {
+        Reply::text(status, text + "\n").with_header("Content-Type", "application/json")
     }
 
     pub fn body_text(&self) -> Option<&[u8]> {
@@ -130,7 +130,7 @@ pub fn handle(app: &App, route: Route, path: &str, fields: &Fields, body: Vec<u8
         Route::Index => index(app),
         Route::Healthz => Reply::text(200, "ok\n"),
         Route::Readyz => readyz(app),
-        Route::Info => Reply::json(200, &app.info()),
+        Route::Info => Reply::json(200, app.info().pretty()),
         Route::SetReady(ready) => set_ready(app, ready),
         Route::NotFound => not_found(path),
         Route::WrongMethod(allow) => {
@@ -185,13 +185,14 @@ pub fn cluster(app: &App, accept: Option<&str>) -> Reply {
             log::warn!("{e}");
             // The view still shows this pod, so a page built on it keeps working.
             let rows = rows(&app.hostname, &[]);
-            return Reply::json(503, &cluster_json(app, &rows, Some(e.to_string())));
+            let view = cluster_json(app, &rows, Some(e.to_string()));
+            return Reply::json(503, view.to_string());
         }
         Err(e) => return lookup_failed(e),
     };
     let rows = rows(&app.hostname, &peers);
     match json {
-        true => Reply::json(200, &cluster_json(app, &rows, None)),
+        true => Reply::json(200, cluster_json(app, &rows, None).to_string()),
         false => Reply::text(200, cluster_page(app, &rows)),
     }
 }

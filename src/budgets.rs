@@ -2,10 +2,9 @@
 //! from one figure, the memory the pod may use (`MEMORY_LIMIT`), so that the process stays
 //! within three quarters of it whatever clients do; those of time are settings of their own.
 //! A client past a bound gets an answer that says so, or its connection closed; the log names
-//! the bound once per shortage.
+//! the bound once per shortage, and `/metrics` shows each limit, its use and its refusals.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -72,80 +71,48 @@ impl Budgets {
     }
 }
 
-/// A count of bytes in use against a budget, taken before the bytes are read.
-pub struct Reserve {
-    max: u64,
-    used: AtomicU64,
-    shortage: &'static Shortage,
-}
-
-impl Reserve {
-    pub fn new(max: u64, shortage: &'static Shortage) -> Reserve {
-        Reserve {
-            max,
-            used: AtomicU64::new(0),
-            shortage,
-        }
-    }
-
-    pub fn max(&self) -> u64 {
-        self.max
-    }
-
-    pub fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// Takes `n` bytes, or None (logged once per shortage) if that would pass the budget.
-    pub fn take(self: &Arc<Self>, n: u64) -> Option<Reservation> {
-        let taken = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&total| total <= self.max)
-            });
-        match taken {
-            Ok(_) => Some(Reservation(self.clone(), n)),
-            Err(used) => {
-                self.shortage.hit(format_args!(
-                    "{used} of {} bytes in use, {n} more asked for",
-                    self.max
-                ));
-                None
-            }
-        }
-    }
-}
-
-/// Bytes taken from a [`Reserve`], given back when dropped.
-pub struct Reservation(Arc<Reserve>, u64);
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.0.used.fetch_sub(self.1, Ordering::AcqRel);
-    }
-}
-
-/// Bounds that turn clients away, each logged once per shortage.
-pub static CONNECTIONS: Shortage = Shortage::new("connections");
-pub static BODY_BYTES: Shortage = Shortage::new("request body bytes");
-pub static PIPELINED_REQUESTS: Shortage = Shortage::new("pipelined requests");
-pub static HEADS: Shortage = Shortage::new("request heads");
-pub static BODY_TIME: Shortage = Shortage::new("request body time");
-pub static HANDLERS: Shortage = Shortage::new("handler threads");
-pub static PARKED: Shortage = Shortage::new("parked connections");
-pub static ALL: [&Shortage; 7] = [
+/// The bounds that turn clients away, each logged once per shortage. Those that count
+/// something (connections, body bytes, threads, parked connections) also hold their limit and
+/// how much is in use: the front counts with them, and `/metrics` reads them.
+pub static CONNECTIONS: Budget = Budget::new("connections");
+pub static BODY_BYTES: Budget = Budget::new("request body bytes");
+pub static HANDLERS: Budget = Budget::new("handler threads");
+pub static PARKED: Budget = Budget::new("parked connections");
+pub static PIPELINED_REQUESTS: Budget = Budget::new("pipelined requests");
+pub static HEADS: Budget = Budget::new("request heads");
+pub static BODY_TIME: Budget = Budget::new("request body time");
+pub static ALL: [&Budget; 7] = [
     &CONNECTIONS,
     &BODY_BYTES,
+    &HANDLERS,
+    &PARKED,
     &PIPELINED_REQUESTS,
     &HEADS,
     &BODY_TIME,
-    &HANDLERS,
-    &PARKED,
 ];
 
-/// Logs when a bound starts to turn clients away and when it stops, not every time.
-pub struct Shortage {
+impl Budgets {
+    /// Gives the counting budgets their limits.
+    pub fn apply(&self) {
+        CONNECTIONS
+            .limit
+            .store(self.connections as u64, Ordering::Relaxed);
+        BODY_BYTES.limit.store(self.body_bytes, Ordering::Relaxed);
+        HANDLERS
+            .limit
+            .store(self.handlers as u64, Ordering::Relaxed);
+        PARKED.limit.store(self.parked as u64, Ordering::Relaxed);
+    }
+}
+
+/// One bound: how much of it is in use against its limit (when it counts something), how many
+/// clients it turned away, and a log line when it starts to turn them away and when it stops,
+/// not one for each.
+pub struct Budget {
     pub name: &'static str,
+    /// 0 for a bound that counts nothing (a time, a per-connection size).
+    limit: AtomicU64,
+    used: AtomicU64,
     active: AtomicBool,
     /// Clients turned away since the process started.
     hits: AtomicU64,
@@ -154,15 +121,56 @@ pub struct Shortage {
     hits_at_tick: AtomicU64,
 }
 
-impl Shortage {
-    pub const fn new(name: &'static str) -> Shortage {
-        Shortage {
+impl Budget {
+    pub const fn new(name: &'static str) -> Budget {
+        Budget {
             name,
+            limit: AtomicU64::new(0),
+            used: AtomicU64::new(0),
             active: AtomicBool::new(false),
             hits: AtomicU64::new(0),
             hits_before: AtomicU64::new(0),
             hits_at_tick: AtomicU64::new(0),
         }
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Sets what is in use, for a count kept elsewhere (the connections a look found).
+    pub fn set_used(&self, n: u64) {
+        self.used.store(n, Ordering::Relaxed);
+    }
+
+    /// Takes `n`, if that stays within the limit. Not logged: the caller says what it refused.
+    pub fn take(&self, n: u64) -> bool {
+        let limit = self.limit();
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` taken.
+    pub fn give(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Takes `n` until the reservation is dropped, or None (a shortage, logged) if that would
+    /// pass the limit.
+    pub fn reserve(&'static self, n: u64) -> Option<Reservation> {
+        if self.take(n) {
+            return Some(Reservation(self, n));
+        }
+        let (used, limit) = (self.used(), self.limit());
+        self.hit(format_args!("{used} of {limit} in use, {n} more asked for"));
+        None
     }
 
     /// A client was turned away; `why` is logged if this begins a shortage.
@@ -190,6 +198,15 @@ impl Shortage {
     /// Clients turned away since the process started.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// Some of a [`Budget`], given back when dropped.
+pub struct Reservation(&'static Budget, u64);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.give(self.1);
     }
 }
 
@@ -222,22 +239,22 @@ mod tests {
     }
 
     #[test]
-    fn a_reserve_refuses_past_its_budget_and_gets_bytes_back_on_drop() {
-        static TEST: Shortage = Shortage::new("test");
-        let reserve = Arc::new(Reserve::new(100, &TEST));
-        let a = reserve.take(60).unwrap();
-        assert!(reserve.take(41).is_none());
+    fn a_reservation_is_refused_past_the_limit_and_given_back_on_drop() {
+        static TEST: Budget = Budget::new("test");
+        TEST.limit.store(100, Ordering::Relaxed);
+        let a = TEST.reserve(60).unwrap();
+        assert!(TEST.reserve(41).is_none());
         assert_eq!(TEST.hits(), 1);
-        let b = reserve.take(40).unwrap();
-        assert_eq!(reserve.used(), 100);
+        let b = TEST.reserve(40).unwrap();
+        assert_eq!(TEST.used(), 100);
         drop((a, b));
-        assert_eq!(reserve.used(), 0);
-        assert!(reserve.take(u64::MAX).is_none(), "no overflow");
+        assert_eq!(TEST.used(), 0);
+        assert!(TEST.reserve(u64::MAX).is_none(), "no overflow");
     }
 
     #[test]
     fn a_shortage_ends_at_the_first_tick_without_a_hit() {
-        static TEST: Shortage = Shortage::new("test");
+        static TEST: Budget = Budget::new("test");
         TEST.hit("full");
         TEST.hit("full");
         TEST.tick();

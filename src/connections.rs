@@ -17,7 +17,6 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -85,10 +84,6 @@ pub struct Connections {
     budgets: Budgets,
     lifecycle: Arc<Lifecycle>,
     peers: Mutex<HashMap<SocketAddr, Peer>>,
-    /// Connections left to tiny_http for good (see [`Connections::park`]).
-    parked: AtomicUsize,
-    /// Connections open at the last look: the budget's use, for `/metrics`.
-    pub open: AtomicUsize,
 }
 
 impl Connections {
@@ -106,8 +101,6 @@ impl Connections {
             budgets,
             lifecycle,
             peers: Mutex::new(HashMap::new()),
-            parked: AtomicUsize::new(0),
-            open: AtomicUsize::new(0),
         }
     }
 
@@ -239,14 +232,15 @@ impl Connections {
     /// that connection then waits for the body reader forever; past the budget of such
     /// connections the process exits, so that the kubelet restarts it with its threads back.
     pub fn park<T>(&self, addr: Option<SocketAddr>, what: &str, held: T) {
-        let parked = self.parked.fetch_add(1, Ordering::AcqRel) + 1;
+        let last = !PARKED.take(1) || PARKED.used() >= PARKED.limit();
+        let parked = PARKED.used();
         PARKED.hit(format_args!(
             "{what} from {addr:?}: declared body too large to drain; connection parked ({parked} of at most {})",
             self.budgets.parked,
         ));
         self.close(addr, None);
         std::mem::forget(held);
-        if parked >= self.budgets.parked {
+        if last {
             log::error!("{parked} connections parked; exiting so the pod restarts");
             self.lifecycle.stop(1);
         }
@@ -332,7 +326,7 @@ impl Connections {
                     break;
                 }
             }
-            budgets::ALL.iter().for_each(|shortage| shortage.tick());
+            budgets::ALL.iter().for_each(|budget| budget.tick());
         }
     }
 
@@ -432,7 +426,7 @@ impl Connections {
                 closing.push((socket, false));
             }
         }
-        self.open.store(open, Ordering::Relaxed);
+        CONNECTIONS.set_used(open as u64);
         for (socket, late_body) in closing {
             if late_body {
                 // Its handler then reads the body's end early, answers 408 and closes it.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 use crate::app::App;
-use crate::budgets::{self, Budgets, Reservation, Reserve};
+use crate::budgets::{BODY_BYTES, Budgets, HANDLERS, Reservation};
 use crate::conditional::Fields;
 use crate::connections::{Connections, drainable};
 use crate::framing::Framing;
@@ -53,11 +53,9 @@ pub struct Front {
     server: Arc<Server>,
     connections: Arc<Connections>,
     budgets: Budgets,
-    pub bodies: Arc<Reserve>,
     /// Held by the handler that receives; true once no request came for [`IDLE_HANDLER`].
     receiving: Mutex<bool>,
-    /// Handler threads alive, and those waiting to receive.
-    pub threads: AtomicUsize,
+    /// Handler threads waiting to receive; those alive are [`HANDLERS`]' use.
     idle: AtomicUsize,
 }
 
@@ -73,9 +71,7 @@ impl Front {
             server,
             connections,
             budgets,
-            bodies: Arc::new(Reserve::new(budgets.body_bytes, &budgets::BODY_BYTES)),
             receiving: Mutex::new(false),
-            threads: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
         })
     }
@@ -87,10 +83,10 @@ impl Front {
             self.start_handler(None);
         }
         let deadline = self.app.lifecycle.wait() + grace;
-        while self.threads.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while HANDLERS.used() > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(2));
         }
-        if self.threads.load(Ordering::Acquire) > 0 {
+        if HANDLERS.used() > 0 {
             log::warn!("requests still running at shutdown; not waiting for them");
         }
         while let Ok(Some(request)) = self.server.try_recv() {
@@ -102,19 +98,21 @@ impl Front {
     /// before it receives. Past the budget, `first`'s connection is closed.
     fn start_handler(self: &Arc<Self>, first: Option<Request>) {
         let first = Arc::new(Mutex::new(first));
-        let started = if self.threads.fetch_add(1, Ordering::AcqRel) < self.budgets.handlers {
+        let started = if HANDLERS.take(1) {
             let (front, first) = (self.clone(), first.clone());
-            thread::Builder::new()
+            let spawned = thread::Builder::new()
                 .name("handler".into())
                 .stack_size(STACK_SIZE)
-                .spawn(move || front.handle_requests(lock(&first).take()))
-                .map_err(|e| e.to_string())
+                .spawn(move || front.handle_requests(lock(&first).take()));
+            spawned.map_err(|e| {
+                HANDLERS.give(1);
+                e.to_string()
+            })
         } else {
             Err("every handler thread is busy".into())
         };
         if let Err(why) = started {
-            self.threads.fetch_sub(1, Ordering::AcqRel);
-            budgets::HANDLERS.hit(format_args!("cannot start a handler: {why}"));
+            HANDLERS.hit(format_args!("cannot start a handler: {why}"));
             if let Some(request) = lock(&first).take() {
                 let addr = request.remote_addr().copied();
                 self.connections.discard(request);
@@ -146,7 +144,7 @@ impl Front {
                 }
             }
         }
-        self.threads.fetch_sub(1, Ordering::AcqRel);
+        HANDLERS.give(1);
     }
 
     /// Waits for its turn to receive, then for a request to run now. None: this handler ends.
@@ -155,7 +153,7 @@ impl Front {
         let mut idle_for_long = lock(&self.receiving);
         let lifecycle = &self.app.lifecycle;
         let request = loop {
-            let surplus = self.threads.load(Ordering::Acquire) > CORE;
+            let surplus = HANDLERS.used() > CORE as u64;
             if lifecycle.is_stopping() || *idle_for_long && surplus {
                 break None;
             }
@@ -261,8 +259,8 @@ impl Front {
             && !request.headers().iter().any(|h| h.field.equiv("Expect"));
         let reserved = match read_ahead {
             true => None,
-            false => Some(self.bodies.take(limit).ok_or_else(|| {
-                let budget = self.bodies.max();
+            false => Some(BODY_BYTES.reserve(limit).ok_or_else(|| {
+                let budget = BODY_BYTES.limit();
                 Reply::error(503, format!("server busy: request bodies being received have used their budget of {budget} bytes; retry later"))
             })?),
         };

@@ -81,6 +81,7 @@ fn try_main() -> Result<u8, StartError> {
         1024
     });
     let budgets = Budgets::new(&config, open_files);
+    budgets.apply();
     let hostname = dns_lookup::get_hostname()
         .map_err(|e| StartError::new(1, format!("read hostname: {e}")))?;
 

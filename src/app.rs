@@ -20,8 +20,9 @@ pub struct App {
     pub hostname: String,
     /// `hello from v2:<hostname>`: the seed's reply to `/store`, and what an empty body stores.
     pub greeting: String,
-    /// When this process started (RFC 3339).
+    /// When this process started (RFC 3339, and seconds since the epoch).
     pub started_at: String,
+    pub started_secs: u64,
     /// The volume's lineage, this start included.
     pub lineage: Lineage,
 }

@@ -23,6 +23,7 @@ use crate::deadline::{DeadlineStream, is_timeout};
 use crate::decimal::parse_decimal;
 use crate::dns::{LookupError, Resolver, Srv};
 use crate::json::Json;
+use crate::metrics::METRICS;
 use crate::sync::{lock, wait_timeout};
 
 /// How much of each peer's data is kept: its last 4 KiB, so a large file cannot bloat the page.
@@ -104,6 +105,11 @@ fn fetch_all(
             .stack_size(128 * 1024)
             .spawn(move || {
                 let result = fetch(&resolver, &target, port, deadline, timeout);
+                METRICS.fetch(match &result.0 {
+                    Ok(_) => "ok",
+                    Err(e) if e.ends_with(&timed_out(timeout)) => "timeout",
+                    Err(_) => "error",
+                });
                 drop(permit);
                 // The page may have been sent already if this peer was too slow; nobody listens then.
                 let _ = peer_tx.send((i, result));

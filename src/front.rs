@@ -36,6 +36,7 @@ use crate::budgets::{BODY_BYTES, Budgets, HANDLERS, Reservation};
 use crate::conditional::Fields;
 use crate::connections::{Connections, drainable};
 use crate::framing::Framing;
+use crate::metrics::METRICS;
 use crate::routes::{self, Body, Reply, Route};
 use crate::sync::lock;
 
@@ -186,19 +187,22 @@ impl Front {
             let headers = request.headers().iter();
             headers.map(|h| (h.field.as_str().as_str(), h.value.as_str()))
         }
+        let (route, started) = (
+            routes::route(request.method().as_str(), request.url()),
+            Instant::now(),
+        );
         let max = self.app.config.max_body_bytes as u64;
         let framing = match Framing::of(fields(&request)) {
-            Err(e) => return self.refuse(request, Reply::error(400, e)),
+            Err(e) => return self.refuse(request, Reply::error(400, e), route, started),
             Ok(Framing::Length(n)) if n > max => {
                 let why = format!("request body of {n} bytes is over the limit of {max} bytes");
-                return self.refuse(request, Reply::error(413, why));
+                return self.refuse(request, Reply::error(413, why), route, started);
             }
             Ok(framing) => framing,
         };
-        let route = routes::route(request.method().as_str(), request.url());
         let (body, reserved) = match self.read_body(&mut request, framing, route == Route::Store) {
             Ok(read) => read,
-            Err(reply) => return self.refuse(request, reply),
+            Err(reply) => return self.refuse(request, reply, route, started),
         };
         let addr = request.remote_addr().copied();
         if route == Route::Store
@@ -215,7 +219,8 @@ impl Front {
                 // connection's answers in order anyway. One its client sent meanwhile
                 // (pipelined) goes to a handler of its own.
                 let next = front.connections.next(addr);
-                front.answer(request, routes::stored(&front.app.greeting, result));
+                let reply = routes::stored(&front.app.greeting, result);
+                front.answer(request, reply, route, started);
                 if next.is_some() {
                     front.start_handler(next);
                 }
@@ -226,16 +231,18 @@ impl Front {
         let fields = Fields::of(fields(&request));
         let reply = routes::handle(&self.app, route, request.url(), &fields, body);
         drop(reserved);
-        self.answer(request, reply);
+        self.answer(request, reply, route, started);
         true
     }
 
-    /// Sends the answer. A client that does not take it must not keep what it sent after it.
-    fn answer(&self, request: Request, reply: Reply) {
-        let addr = request.remote_addr().copied();
+    /// Sends the answer, and counts it. A client that does not take it must not keep what it
+    /// sent after it.
+    fn answer(&self, request: Request, reply: Reply, route: Route, started: Instant) {
+        let (addr, status) = (request.remote_addr().copied(), reply.status);
         if !respond(request, reply) {
             self.connections.close(addr, None);
         }
+        METRICS.request(route.label(), status, started.elapsed());
     }
 
     /// Reads the whole body (`keep`) or discards it, at most the declared length or, chunked,
@@ -302,7 +309,8 @@ impl Front {
     /// is read from it. Reading stops first, so that the drain of an unread body ends at once.
     /// tiny_http may answer what it cannot parse after this request with an error of its own,
     /// which waits for this answer's writer: the connection stops writing before that goes.
-    fn refuse(&self, request: Request, reply: Reply) -> bool {
+    fn refuse(&self, request: Request, reply: Reply, route: Route, started: Instant) -> bool {
+        METRICS.request(route.label(), reply.status, started.elapsed());
         let addr = request.remote_addr().copied();
         let (version, headers) = (request.http_version().clone(), request.headers().to_vec());
         let no_body = request.method() == &Method::Head;

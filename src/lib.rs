@@ -17,6 +17,7 @@ pub mod front;
 pub mod json;
 pub mod lifecycle;
 pub mod lineage;
+pub mod metrics;
 pub mod readiness;
 pub mod routes;
 pub mod storage;

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hello_stateful::app::App;
 use hello_stateful::budgets::Budgets;
@@ -90,7 +90,8 @@ fn try_main() -> Result<u8, StartError> {
         Box::new(move |_: &str| lifecycle.stop(1))
     };
     let storage = Storage::open(&config.data_file, on_fatal).map_err(|e| StartError::new(1, e))?;
-    let started_at = clock::rfc3339(SystemTime::now());
+    let started = SystemTime::now();
+    let started_at = clock::rfc3339(started);
     let lineage = Lineage::record_start(
         &config.data_file,
         storage.durable_len(),
@@ -134,6 +135,9 @@ fn try_main() -> Result<u8, StartError> {
         greeting: format!("hello from v2:{hostname}"),
         hostname,
         started_at,
+        started_secs: started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         lineage,
         readiness: Readiness::default(),
         storage,

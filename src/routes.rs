@@ -11,11 +11,12 @@ use crate::cluster::{self, Peer};
 use crate::conditional::{self, Answer, Fields};
 use crate::dns::{LookupError, Resolver};
 use crate::json::Json;
+use crate::metrics;
 use crate::storage::{AppendError, Durable, Storage};
 
 /// Every endpoint, listed in 404 replies.
 pub const ENDPOINTS: &str =
-    "/store /get /data /cluster /info / /healthz /readyz /readyz/disable /readyz/enable";
+    "/store /get /data /cluster /info /metrics / /healthz /readyz /readyz/disable /readyz/enable";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -29,9 +30,30 @@ pub enum Route {
     Info,
     /// `POST /readyz/enable` (true) or `/readyz/disable` (false).
     SetReady(bool),
+    Metrics,
     NotFound,
     /// The path exists but not for this method; the value is the `Allow` header.
     WrongMethod(&'static str),
+}
+
+impl Route {
+    /// The route's name in `/metrics` (one of `metrics::ROUTES`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Store => "store",
+            Route::Get => "get",
+            Route::Data => "data",
+            Route::Cluster => "cluster",
+            Route::Index => "index",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Info => "info",
+            Route::SetReady(_) => "readyz_switch",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+            Route::WrongMethod(_) => "wrong_method",
+        }
+    }
 }
 
 /// Maps a request to its endpoint. `path` may carry a query string, which no endpoint uses.
@@ -52,10 +74,11 @@ pub fn route(method: &str, path: &str) -> Route {
         (_, "/healthz") if readable => Route::Healthz,
         (_, "/readyz") if readable => Route::Readyz,
         (_, "/info") if readable => Route::Info,
+        (_, "/metrics") if readable => Route::Metrics,
         ("POST", "/readyz/enable") => Route::SetReady(true),
         ("POST", "/readyz/disable") => Route::SetReady(false),
         (_, "/readyz/enable" | "/readyz/disable") => Route::WrongMethod("POST"),
-        (_, "/get" | "/data" | "/cluster" | "/healthz" | "/readyz" | "/info") => {
+        (_, "/get" | "/data" | "/cluster" | "/healthz" | "/readyz" | "/info" | "/metrics") => {
             Route::WrongMethod(READ)
         }
         _ => Route::NotFound,
@@ -132,6 +155,9 @@ pub fn handle(app: &App, route: Route, path: &str, fields: &Fields, body: Vec<u8
         Route::Readyz => readyz(app),
         Route::Info => Reply::json(200, app.info().pretty()),
         Route::SetReady(ready) => set_ready(app, ready),
+        // The text format's own media type, which Prometheus asks for.
+        Route::Metrics => Reply::text(200, metrics::render(app))
+            .with_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
         Route::NotFound => not_found(path),
         Route::WrongMethod(allow) => {
             Reply::error(405, format!("method not allowed; allowed: {allow}"))
@@ -470,6 +496,7 @@ fn index(app: &App) -> Reply {
              GET  /data            this replica's data file\n  \
              GET  /cluster         every pod's data\n  \
              GET  /info            this pod's identity, readiness and volume, as JSON\n  \
+             GET  /metrics         Prometheus metrics\n  \
              GET  /healthz         liveness\n  \
              GET  /readyz          readiness\n  \
              POST /readyz/disable  take this pod out of service (until enabled, or restarted)\n  \
@@ -655,6 +682,7 @@ mod tests {
             lifecycle: Arc::new(crate::lifecycle::Lifecycle::default()),
             readiness: Default::default(),
             started_at: "T0".into(),
+            started_secs: 0,
             lineage,
             config,
         };

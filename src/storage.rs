@@ -27,8 +27,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crate::decimal::parse_decimal;
+use crate::metrics::METRICS;
 use crate::sync::{lock, wait};
 
 /// Why a record was not stored. Each maps to one HTTP status in `routes.rs`.
@@ -357,6 +359,7 @@ impl Writer {
                 Err(e) => return self.refuse_unmarked(written, &e),
             }
         }
+        let syncing = Instant::now();
         if let Err(e) = self.file.sync_all() {
             // Linux may drop the dirty pages after a failed fsync and report success on the next
             // one, so a retry would acknowledge data that is not on disk: fail instead.
@@ -365,7 +368,9 @@ impl Writer {
             }
             return Err(format!("fsync {}: {e}", self.state.path.display()));
         }
+        let bytes = self.len - self.state.durable_len.load(Ordering::Acquire);
         self.state.durable_len.store(self.len, Ordering::Release);
+        METRICS.synced(written.len(), bytes, syncing.elapsed());
         log::trace!("synced {} records", written.len());
         for record in written {
             answer(record, Ok(()));

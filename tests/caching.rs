@@ -8,10 +8,10 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::Ipv4Addr;
 use std::process::Command;
 
-use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_records_at};
+use support::dnsmasq::server_with_dns;
 use support::runnable;
 use support::server::{Options, Reply, Server, exchange, try_request};
 
@@ -81,27 +81,6 @@ fn every_answer_but_datas_says_no_store() {
         assert_eq!(reply.status, status, "{what}: {}", reply.text());
         assert_no_store(&reply, &what);
     }
-}
-
-/// A loopback address and a port free on it, for a server that DNS points at.
-fn listen_addr(ip: Ipv4Addr) -> SocketAddr {
-    let probe = TcpListener::bind((ip, 0)).unwrap();
-    probe.local_addr().unwrap()
-}
-
-/// A server at `ip` with DNS at `dns_ip` listing it as the StatefulSet's only pod, so `/get`
-/// and `/cluster` succeed.
-fn server_with_dns(test: &str, dns_ip: Ipv4Addr, ip: Ipv4Addr) -> Option<(Dnsmasq, Server)> {
-    let addr = listen_addr(ip);
-    let records = pod_records_at(&[0], addr.port(), |_| Some(ip));
-    let dns = Dnsmasq::start(test, dns_ip, &records)?;
-    let resolv_conf = dns.write_resolv_conf(POD_SEARCH);
-    let server = Server::start_with(
-        Options::new()
-            .env("LISTEN_ADDR", addr.to_string())
-            .env("RESOLV_CONF", resolv_conf.display().to_string()),
-    );
-    Some((dns, server))
 }
 
 #[test]

@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::metrics::METRICS;
 use cache::{Cache, Outcome};
 use conf::Config;
 use wire::{TYPE_A, TYPE_SRV};
@@ -77,7 +78,23 @@ impl Resolver {
     /// SRV records of `name`, as Go's `net.LookupSRV("", "", name)` finds them; cached for the
     /// smallest TTL of the records, failures for a second; concurrent misses share one query.
     pub fn lookup_srv(&self, name: &str) -> Result<Arc<SrvAnswer>, LookupError> {
-        self.srv.get_or_run(name, || self.resolve_srv(name))
+        let mut sent = false;
+        let outcome = self.srv.get_or_run(name, || {
+            sent = true;
+            self.resolve_srv(name)
+        });
+        match (&outcome, sent) {
+            (_, false) => METRICS.lookup_cached(),
+            (Ok(_), true) => METRICS.lookup("ok"),
+            (Err(e), true) => METRICS.lookup(match e.kind() {
+                ErrorKind::NoSuchHost => "no_such_host",
+                ErrorKind::NoRecords => "no_records",
+                ErrorKind::Timeout => "timeout",
+                ErrorKind::ServerMisbehaving => "server_misbehaving",
+                ErrorKind::Network => "network",
+            }),
+        }
+        outcome
     }
 
     /// IPv4 addresses of `name`: those an SRV answer's additional section gave for its targets

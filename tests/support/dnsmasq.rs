@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::server::{Options, Server};
 use super::{TempDir, is_root, runnable};
 
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
@@ -194,4 +195,21 @@ pub fn write_resolv_conf(dir: &Path, server: Ipv4Addr, extra: &str) -> PathBuf {
     let path = dir.join("resolv.conf");
     fs::write(&path, format!("nameserver {server}\n{extra}")).expect("write resolv.conf");
     path
+}
+
+/// A server at `ip` (on a free port) with DNS at `dns_ip` listing it as the StatefulSet's only
+/// pod, so `/get` and `/cluster` succeed; None when dnsmasq cannot run here.
+pub fn server_with_dns(test: &str, dns_ip: Ipv4Addr, ip: Ipv4Addr) -> Option<(Dnsmasq, Server)> {
+    let addr = std::net::TcpListener::bind((ip, 0))
+        .and_then(|probe| probe.local_addr())
+        .unwrap();
+    let records = pod_records_at(&[0], addr.port(), |_| Some(ip));
+    let dns = Dnsmasq::start(test, dns_ip, &records)?;
+    let resolv_conf = dns.write_resolv_conf(POD_SEARCH);
+    let server = Server::start_with(
+        Options::new()
+            .env("LISTEN_ADDR", addr.to_string())
+            .env("RESOLV_CONF", resolv_conf.display().to_string()),
+    );
+    Some((dns, server))
 }

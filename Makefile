@@ -6,6 +6,7 @@
 #   make deploy                               kind, minikube or k3d: found from the kubectl context
 #   make deploy REGISTRY=ghcr.io/you          any cluster that can pull from that registry
 #   make deploy INGRESS=gateway GATEWAY=eg GATEWAY_NAMESPACE=envoy-gateway-system
+#   make deploy MONITORING=podmonitor         also a PodMonitor for the Prometheus Operator
 #   make scale REPLICAS=5                     then `make scale REPLICAS=3`: the volumes stay
 #   make build CARGO="cargo zigbuild"         macOS: link the Linux musl binary with zig
 #   make deploy RUST_TARGET=aarch64-unknown-linux-musl   arm64 nodes (kind on Apple silicon)
@@ -27,6 +28,9 @@ CARGO ?= cargo
 RUST_TARGET ?= x86_64-unknown-linux-musl
 # nginx, traefik, gateway or none; auto: traefik on k3s and k3d, nginx elsewhere.
 INGRESS ?= auto
+# none, or podmonitor: also a PodMonitor, so the Prometheus Operator's Prometheus scrapes each
+# pod's /metrics (the cluster must have the operator's CRDs; `make deploy` checks).
+MONITORING ?= none
 # Gateway the HTTPRoute attaches to (INGRESS=gateway); empty namespace: the app's namespace.
 GATEWAY ?= gateway
 GATEWAY_NAMESPACE ?=
@@ -40,8 +44,9 @@ LOG_TAIL ?= 100
 # Kubernetes versions whose schemas the manifests are validated against (`make test-manifests`).
 K8S_VERSIONS ?= 1.30 1.31 1.32 1.33 1.34 1.35 1.36 1.37
 # Folder with the CustomResourceDefinitions (YAML) of the custom kinds the manifests may use,
-# Traefik's Middleware and the Gateway API's HTTPRoute, for `make test-manifests`; a relative
-# path is taken from the repository's root. Empty: that one check is skipped.
+# Traefik's Middleware, the Gateway API's HTTPRoute and the Prometheus Operator's PodMonitor,
+# for `make test-manifests`; a relative path is taken from the repository's root. Empty: that
+# one check is skipped.
 SCHEMAS_DIR ?=
 # Build output: cargo's, the image's build context and the Python tools' virtual environment.
 CARGO_TARGET_DIR ?= $(CURDIR)/target
@@ -69,7 +74,7 @@ REPLICAS_GIVEN := $(filter command line environment,$(origin REPLICAS))
 # The shell functions the recipes share with the scripts in k8s/scripts/, which do the rest.
 LIB := . k8s/scripts/lib.sh
 
-export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS GATEWAY GATEWAY_NAMESPACE \
+export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS MONITORING GATEWAY GATEWAY_NAMESPACE \
   STORAGE_CLASS INGRESS_HOST ROLLOUT_TIMEOUT K8S_VERSIONS SCHEMAS_DIR CARGO_TARGET_DIR RUST_TARGET \
   BIN IMAGE_CONTEXT VERSION PLATFORM SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
 
@@ -81,9 +86,10 @@ help: ## Show the targets and the main variables
 	  /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	printf '\nVariables (make TARGET NAME=value): IMAGE=%s TAG=%s REGISTRY=%s NAMESPACE=%s\n' \
 	  '$(IMAGE)' '$(or $(TAG),<from content>)' '$(REGISTRY)' '$(NAMESPACE)'
-	printf '  REPLICAS=%s INGRESS=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s STORAGE_CLASS=%s\n' \
-	  '$(REPLICAS)' '$(INGRESS)' '$(or $(CONTAINER_TOOL),<docker or podman>)' '$(CARGO)' \
-	  '$(RUST_TARGET)' '$(or $(STORAGE_CLASS),<cluster default>)'
+	printf '  REPLICAS=%s INGRESS=%s MONITORING=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s\n' \
+	  '$(REPLICAS)' '$(INGRESS)' '$(MONITORING)' '$(or $(CONTAINER_TOOL),<docker or podman>)' '$(CARGO)' \
+	  '$(RUST_TARGET)'
+	printf '  STORAGE_CLASS=%s\n' '$(or $(STORAGE_CLASS),<cluster default>)'
 	echo 'See the comments at the top of the Makefile for each one.'
 
 .PHONY: build
@@ -141,7 +147,7 @@ push: image ## Push the image to REGISTRY
 ##@ Cluster
 
 .PHONY: manifests
-manifests: ## Print the manifests `make deploy` would apply (same INGRESS, NAMESPACE, TAG, ...)
+manifests: ## Print the manifests `make deploy` would apply (same INGRESS, MONITORING, NAMESPACE, TAG, ...)
 	@bash k8s/scripts/manifests.sh
 
 .PHONY: deploy

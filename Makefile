@@ -9,13 +9,15 @@
 #   make deploy MONITORING=podmonitor         also a PodMonitor for the Prometheus Operator
 #   make scale REPLICAS=5                     then `make scale REPLICAS=3`: the volumes stay
 #   make build CARGO="cargo zigbuild"         macOS: link the Linux musl binary with zig
-#   make deploy RUST_TARGET=aarch64-unknown-linux-musl   arm64 nodes (kind on Apple silicon)
+#   make build RUST_TARGET=aarch64-unknown-linux-musl   the arm64 binary alone (`make image`: both)
 #   make test SCHEMAS_DIR=path/to/crds        also check the custom kinds against their CRDs
 
 # Image name, without registry or tag.
 IMAGE ?= hello-stateful
-# Empty: <version>-<first 12 hex digits of the sha256 of the binary and the Dockerfile>, so an
-# unchanged build keeps its tag (pods are not restarted) and a changed one rolls out.
+# Empty: <version>-<12 hex digits of a sha256 over both binaries and the Dockerfile>, so an
+# unchanged build keeps its tag (pods are not restarted) and a changed one rolls out. The images
+# are <tag>-amd64 and <tag>-arm64; <tag> names their manifest list (podman, a registry) and, in
+# the nodes of kind, minikube or k3d, the image of their platform.
 TAG ?=
 # Registry prefix to push to (registry.example.com/you); empty: load into kind/minikube/k3d.
 REGISTRY ?=
@@ -25,6 +27,8 @@ REPLICAS ?= 3
 # docker or podman; empty: docker if its engine answers, else podman, whichever is installed.
 CONTAINER_TOOL ?=
 CARGO ?= cargo
+# What `make build` builds: x86_64-unknown-linux-musl, or aarch64-unknown-linux-musl (linked with
+# rustup's rust-lld: no cross toolchain). `make image` builds both, whatever this says.
 RUST_TARGET ?= x86_64-unknown-linux-musl
 # nginx, traefik, gateway or none; auto: traefik on k3s and k3d, nginx elsewhere.
 INGRESS ?= auto
@@ -58,15 +62,14 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-BIN := $(CARGO_TARGET_DIR)/$(RUST_TARGET)/release/hello-stateful
-# The image's build context: a directory holding only the binary (no .dockerignore to keep right).
+# The images' build contexts, one directory per platform holding only its binary (no
+# .dockerignore to keep right).
 IMAGE_CONTEXT := $(CARGO_TARGET_DIR)/image
 # The Python tools of tests/requirements.txt (kubernetes-validate, yamllint, hadolint, ...).
 VENV := $(abspath $(CARGO_TARGET_DIR))/venv
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-PLATFORM := $(if $(findstring aarch64,$(RUST_TARGET)),linux/arm64,linux/amd64)
-# 1 MiB: the budget for the stripped binary and for the image; `make build` and `make image`
-# fail past it.
+# 1 MiB: the budget for each stripped binary and each image; `make build` and `make image` fail
+# past it.
 SIZE_BUDGET := 1048576
 APP_LABEL := app.kubernetes.io/name=hello-stateful
 # `make deploy` keeps the running replica count unless REPLICAS is given on the command line.
@@ -76,7 +79,7 @@ LIB := . k8s/scripts/lib.sh
 
 export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS MONITORING GATEWAY GATEWAY_NAMESPACE \
   STORAGE_CLASS INGRESS_HOST ROLLOUT_TIMEOUT K8S_VERSIONS SCHEMAS_DIR CARGO_TARGET_DIR RUST_TARGET \
-  BIN IMAGE_CONTEXT VERSION PLATFORM SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
+  IMAGE_CONTEXT VERSION SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
 
 ##@ Develop
 
@@ -93,7 +96,7 @@ help: ## Show the targets and the main variables
 	echo 'See the comments at the top of the Makefile for each one.'
 
 .PHONY: build
-build: ## Build the stripped static musl release binary (adds the rustup target if missing)
+build: ## Build the stripped static musl release binary for RUST_TARGET (adds the rustup target if missing)
 	@bash k8s/scripts/build.sh
 
 .PHONY: test
@@ -133,15 +136,15 @@ clean: ## Remove build output (keeps .data/, the local data of `make run`)
 ##@ Image
 
 .PHONY: image
-image: build ## Build the FROM scratch image with docker or podman, tagged from its content
+image: ## Build both binaries and the linux/amd64 and linux/arm64 images (podman: and their manifest list)
 	@bash k8s/scripts/image.sh
 
 .PHONY: load
-load: image ## Make the image pullable by the current kubectl context (kind, minikube, k3d; REGISTRY= pushes)
+load: image ## Load the nodes' platform's image into kind, minikube or k3d (REGISTRY= pushes instead)
 	@bash k8s/scripts/publish.sh load
 
 .PHONY: push
-push: image ## Push the image to REGISTRY
+push: image ## Push both images and their manifest list to REGISTRY
 	@bash k8s/scripts/publish.sh push
 
 ##@ Cluster
@@ -151,7 +154,7 @@ manifests: ## Print the manifests `make deploy` would apply (same INGRESS, MONIT
 	@bash k8s/scripts/manifests.sh
 
 .PHONY: deploy
-deploy: image ## Build, load or push the image, apply k8s/ with the chosen ingress, wait for the rollout
+deploy: image ## Build the images, load the nodes' one or push all, apply k8s/, wait for the rollout
 	@bash k8s/scripts/deploy.sh
 
 .PHONY: undeploy

@@ -51,12 +51,35 @@ container_tool() {
   else die "neither docker nor podman found: install one of them (or pass CONTAINER_TOOL=)"
   fi
 }
-# The tag: TAG if given, else derived from what goes into the image.
+# The platforms `make image` builds, each from the static binary of its Rust target. Nothing in
+# the images runs at build time, so neither needs emulation on the other's machines.
+PLATFORMS=(linux/amd64 linux/arm64)
+rust_target_of() {
+  case $1 in
+    linux/amd64) echo x86_64-unknown-linux-musl ;;
+    linux/arm64) echo aarch64-unknown-linux-musl ;;
+    *) die "no Rust target for platform $1" ;;
+  esac
+}
+# Where cargo puts the release binary of a Rust target.
+bin_of() { echo "$CARGO_TARGET_DIR/$1/release/hello-stateful"; }
+# The tag: TAG if given, else derived from what goes into the images: both binaries and the
+# Dockerfile, each hashed on its own (no two different sets of files hash alike), so an unchanged
+# build keeps its tag and a change to either binary rolls out everywhere. Each platform's image is
+# <tag>-amd64 or <tag>-arm64; <tag> itself names the manifest list.
 image_tag() {
   if [[ -n $TAG ]]; then echo "$TAG"; return; fi
-  [[ -f $BIN ]] || die "$BIN not found: run \`make build\` first (or pass TAG=)"
-  echo "$VERSION-$(cat "$BIN" "$root/Dockerfile" | sha256 | cut -c1-12)"
+  local platform bin sums=''
+  for platform in "${PLATFORMS[@]}"; do
+    bin=$(bin_of "$(rust_target_of "$platform")")
+    [[ -f $bin ]] || die "$bin not found: run \`make image\` first (it builds both binaries), or pass TAG="
+    sums+="$(sha256 <"$bin")"$'\n'
+  done
+  sums+="$(sha256 <"$root/Dockerfile")"$'\n'
+  echo "$VERSION-$(printf '%s' "$sums" | sha256 | cut -c1-12)"
 }
+# The image of one platform: NAME TAG PLATFORM.
+platform_image() { echo "$1:$2-${3#linux/}"; }
 # The name the built image has locally: podman puts unqualified names under localhost/, and a
 # pod must name the image exactly as the node's runtime stores it after loading.
 local_name() { if [[ $1 == podman ]]; then echo "localhost/$IMAGE"; else echo "$IMAGE"; fi; }
@@ -193,42 +216,97 @@ ingress_address() {
       kubectl get gateways.gateway.networking.k8s.io "$GATEWAY" -n "${GATEWAY_NAMESPACE:-$NAMESPACE}" -o 'jsonpath={.status.addresses[0].value}' 2>/dev/null || true ;;
   esac
 }
-# Make the image pullable by the current context's nodes: push to REGISTRY, or load it into
-# the kind, minikube or k3d nodes (no registry needed).
+# The platform of the current context's nodes, linux/amd64 or linux/arm64: CONTEXT. A cluster of
+# both cannot take a loaded image: the pods name one image, and a node holds one image per name.
+node_platform() {
+  local ctx=$1 archs arch
+  archs=$(kubectl get nodes -o 'jsonpath={.items[*].status.nodeInfo.architecture}') \
+    || die "could not list the nodes of context $ctx to learn their architecture"
+  archs=$(tr ' ' '\n' <<<"$archs" | sed '/^$/d' | sort -u | tr '\n' ' ')
+  archs=${archs% }
+  [[ -n $archs ]] || die "context $ctx has no nodes yet: wait until \`kubectl get nodes\` lists them"
+  for arch in $archs; do
+    [[ $arch == amd64 || $arch == arm64 ]] \
+      || die "context $ctx has $arch nodes: the images are built for amd64 and arm64 only"
+  done
+  if [[ $archs == *' '* ]]; then
+    die "context $ctx has ${archs// / and } nodes: an image loaded into them has one architecture under the one name the pods use, so push instead and each node pulls its own from the manifest list: make deploy REGISTRY=registry.example.com/you (log in first)"
+  fi
+  echo "linux/$archs"
+}
+# Make the image pullable by the current context's nodes: TOOL TAG CONTEXT. With REGISTRY, push
+# the images and their manifest list; else load the image of the nodes' platform into the kind,
+# minikube or k3d nodes (no registry needed) under <name>:<tag>, the name the pods use.
 publish_image() {
-  local tool=$1 tag=$2 ctx=$3 ref type archive
-  ref="$(local_name "$tool"):$tag"
-  if [[ -n $REGISTRY ]]; then
-    local remote="${REGISTRY%/}/$IMAGE:$tag"
-    run "$tool" tag "$ref" "$remote"
-    run "$tool" push "$remote" || die "push to $REGISTRY failed: log in first ($tool login ${REGISTRY%%/*}) and check the cluster can pull from it"
-    return
-  fi
+  local tool=$1 tag=$2 ctx=$3 name ref type platform image archive=''
+  if [[ -n $REGISTRY ]]; then push_images "$tool" "$tag"; return; fi
+  name=$(local_name "$tool")
+  ref="$name:$tag"
   type=$(cluster_type "$ctx")
-  # kind, minikube and k3d load an image from the docker engine by name; podman's images are
-  # handed over as an archive (`podman save`), which all three accept.
-  if [[ $tool == podman && $type =~ ^(kind|minikube|k3d)$ ]]; then
-    archive="$IMAGE_CONTEXT/$IMAGE-$tag.tar"
-    run podman save --format docker-archive -o "$archive" "$ref"
-  fi
   case $type in
-    kind)
-      need kind "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/), or pass REGISTRY= to push instead"
-      if [[ $tool == podman ]]; then run kind load image-archive "$archive" --name "${ctx#kind-}"
-      else run kind load docker-image "$ref" --name "${ctx#kind-}"; fi ;;
-    minikube)
-      need minikube "install minikube (https://minikube.sigs.k8s.io/docs/start/), or pass REGISTRY= to push instead"
-      if [[ $tool == podman ]]; then run minikube image load "$archive" -p "$ctx"
-      else run minikube image load "$ref" -p "$ctx"; fi ;;
-    k3d)
-      need k3d "install k3d (https://k3d.io), or pass REGISTRY= to push instead"
-      if [[ $tool == podman ]]; then run k3d image import "$archive" -c "${ctx#k3d-}"
-      else run k3d image import "$ref" -c "${ctx#k3d-}"; fi ;;
-    shared)
-      [[ $tool == docker ]] || die "context $ctx sees docker's images, not podman's: pass CONTAINER_TOOL=docker or REGISTRY="
-      note "context $ctx uses the docker engine's images: nothing to load" ;;
-    *)
-      die "kubectl context '$ctx' is not a kind, minikube or k3d cluster, so the image cannot be loaded into its nodes: push it to a registry the cluster pulls from with REGISTRY=registry.example.com/you (log in first: $tool login registry.example.com)" ;;
+    kind) need kind "install kind (https://kind.sigs.k8s.io/docs/user/quick-start/), or pass REGISTRY= to push instead" ;;
+    minikube) need minikube "install minikube (https://minikube.sigs.k8s.io/docs/start/), or pass REGISTRY= to push instead" ;;
+    k3d) need k3d "install k3d (https://k3d.io), or pass REGISTRY= to push instead" ;;
+    shared) [[ $tool == docker ]] || die "context $ctx sees docker's images, not podman's: pass CONTAINER_TOOL=docker or REGISTRY=" ;;
+    *) die "kubectl context '$ctx' is not a kind, minikube or k3d cluster, so the image cannot be loaded into its nodes: push it to a registry the cluster pulls from with REGISTRY=registry.example.com/you (log in first: $tool login registry.example.com)" ;;
   esac
-  if [[ -n ${archive:-} ]]; then rm -f "$archive"; fi
+  platform=$(node_platform "$ctx")
+  image=$(platform_image "$name" "$tag" "$platform")
+  if [[ $type == shared ]]; then
+    note "nodes are ${platform#linux/}: naming the $platform image $ref (context $ctx uses the docker engine's images: nothing to load)"
+  else
+    note "nodes are ${platform#linux/}: loading the $platform image"
+  fi
+  if [[ $tool == docker ]]; then
+    # docker holds no manifest list locally, so the pods' name is given to the nodes' image.
+    run docker tag "$image" "$ref"
+  else
+    # podman's <name>:<tag> is the manifest list: the archive carries the nodes' image alone,
+    # under that name, so the pods' reference finds it in the node.
+    archive="$IMAGE_CONTEXT/$IMAGE-$tag-${platform#linux/}.tar"
+    rm -f "$archive"
+    run podman push "$image" "docker-archive:$archive:$ref"
+  fi
+  # kind, minikube and k3d load an image from the docker engine by name, and podman's as an archive.
+  case $type:$tool in
+    kind:docker) run kind load docker-image "$ref" --name "${ctx#kind-}" ;;
+    kind:podman) run kind load image-archive "$archive" --name "${ctx#kind-}" ;;
+    minikube:docker) run minikube image load "$ref" -p "$ctx" ;;
+    minikube:podman) run minikube image load "$archive" -p "$ctx" ;;
+    k3d:docker) run k3d image import "$ref" -c "${ctx#k3d-}" ;;
+    k3d:podman) run k3d image import "$archive" -c "${ctx#k3d-}" ;;
+    shared:*) ;;
+  esac
+  if [[ -n $archive ]]; then rm -f "$archive"; fi
+}
+# Push both platforms' images to REGISTRY as <tag>-amd64 and <tag>-arm64, then the manifest list
+# naming them as <tag>, the name the pods pull, so each node gets its own platform's: TOOL TAG.
+push_images() {
+  local tool=$1 tag=$2 name remote platform image failed list_with='' pushed=()
+  name=$(local_name "$tool")
+  remote="${REGISTRY%/}/$IMAGE"
+  if [[ $tool == docker ]]; then
+    # docker makes the list in the registry, from the pushed images. Checked before anything is
+    # pushed, so a docker that cannot make it leaves no half-published tag behind.
+    if docker manifest --help >/dev/null 2>&1; then list_with=manifest
+    elif docker buildx version >/dev/null 2>&1; then list_with=buildx
+    else die "this docker has neither \`docker manifest\` nor \`docker buildx\`, so it cannot make the manifest list $remote:$tag the pods pull: update docker (20.10 or later), or pass CONTAINER_TOOL=podman"
+    fi
+  fi
+  for platform in "${PLATFORMS[@]}"; do
+    image=$(platform_image "$remote" "$tag" "$platform")
+    run "$tool" tag "$(platform_image "$name" "$tag" "$platform")" "$image"
+    run "$tool" push "$image" || die "push to $REGISTRY failed: log in first ($tool login ${REGISTRY%%/*}) and check the cluster can pull from it"
+    pushed+=("$image")
+  done
+  failed="pushing the manifest list $remote:$tag failed (the per-platform images are pushed: ${pushed[*]})"
+  case $tool:$list_with in
+    podman:) run podman manifest push --all "$name:$tag" "docker://$remote:$tag" || die "$failed" ;;
+    docker:manifest)
+      # --amend: docker keeps a local copy of each list it made, which a rebuilt tag would meet.
+      run docker manifest create --amend "$remote:$tag" "${pushed[@]}" || die "$failed"
+      run docker manifest push --purge "$remote:$tag" || die "$failed" ;;
+    docker:buildx) run docker buildx imagetools create -t "$remote:$tag" "${pushed[@]}" || die "$failed" ;;
+  esac
+  note "pushed $remote:$tag, the manifest list of ${pushed[*]}"
 }

@@ -193,6 +193,10 @@ smoke: ## Store and read back through `kubectl proxy` and the ingress; fails lou
 e2e: ## The StatefulSet emulated: podman pods, dnsmasq DNS, nginx ingress (tests/e2e/run; root)
 	@$(LIB); suite tests/e2e/run
 
+.PHONY: test-arm64
+test-arm64: ## The arm64 binary under qemu-aarch64-static; both images and their list with podman (tests/arm64/run)
+	@$(LIB); suite tests/arm64/run
+
 .PHONY: bench
 bench: ## Throughput and memory measurements (benches/run)
 	@$(LIB); suite benches/run

@@ -1,7 +1,8 @@
 # Shell functions for the Makefile's recipes and the scripts beside this file, which source it.
-# They read the variables the Makefile exports (IMAGE, TAG, REGISTRY, NAMESPACE, BIN, ...), so
-# they are meant to be run through `make`. Every tool is checked before use, so a missing one is
-# a one-line message naming it and what to do, never a "command not found" deep in a recipe.
+# They read the variables the Makefile exports (IMAGE, TAG, REGISTRY, NAMESPACE, RUST_TARGET,
+# ...), so they are meant to be run through `make`. Every tool is checked before use, so a
+# missing one is a one-line message naming it and what to do, never a "command not found" deep
+# in a recipe.
 # shellcheck shell=bash disable=SC2153 # INGRESS, NAMESPACE, ...: set by the Makefile, not here
 
 # The repository's root, whatever folder make was started from.

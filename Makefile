@@ -77,9 +77,9 @@ REPLICAS_GIVEN := $(filter command line environment,$(origin REPLICAS))
 # The shell functions the recipes share with the scripts in k8s/scripts/, which do the rest.
 LIB := . k8s/scripts/lib.sh
 
-export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS MONITORING GATEWAY GATEWAY_NAMESPACE \
+export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS GATEWAY GATEWAY_NAMESPACE \
   STORAGE_CLASS INGRESS_HOST ROLLOUT_TIMEOUT K8S_VERSIONS SCHEMAS_DIR CARGO_TARGET_DIR RUST_TARGET \
-  IMAGE_CONTEXT VERSION SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
+  MONITORING IMAGE_CONTEXT VERSION SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
 
 ##@ Develop
 
@@ -90,8 +90,8 @@ help: ## Show the targets and the main variables
 	printf '\nVariables (make TARGET NAME=value): IMAGE=%s TAG=%s REGISTRY=%s NAMESPACE=%s\n' \
 	  '$(IMAGE)' '$(or $(TAG),<from content>)' '$(REGISTRY)' '$(NAMESPACE)'
 	printf '  REPLICAS=%s INGRESS=%s MONITORING=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s\n' \
-	  '$(REPLICAS)' '$(INGRESS)' '$(MONITORING)' '$(or $(CONTAINER_TOOL),<docker or podman>)' '$(CARGO)' \
-	  '$(RUST_TARGET)'
+	  '$(REPLICAS)' '$(INGRESS)' '$(MONITORING)' '$(or $(CONTAINER_TOOL),<docker or podman>)' \
+	  '$(CARGO)' '$(RUST_TARGET)'
 	printf '  STORAGE_CLASS=%s\n' '$(or $(STORAGE_CLASS),<cluster default>)'
 	echo 'See the comments at the top of the Makefile for each one.'
 
@@ -136,7 +136,7 @@ clean: ## Remove build output (keeps .data/, the local data of `make run`)
 ##@ Image
 
 .PHONY: image
-image: ## Build both binaries and the linux/amd64 and linux/arm64 images (podman: and their manifest list)
+image: ## Build both binaries, the linux/amd64 and linux/arm64 images (podman: and their manifest list)
 	@bash k8s/scripts/image.sh
 
 .PHONY: load
@@ -194,7 +194,7 @@ e2e: ## The StatefulSet emulated: podman pods, dnsmasq DNS, nginx ingress (tests
 	@$(LIB); suite tests/e2e/run
 
 .PHONY: test-arm64
-test-arm64: ## The arm64 binary under qemu-aarch64-static; both images and their list with podman (tests/arm64/run)
+test-arm64: ## The arm64 binary run under qemu; both images and their list built by podman (tests/arm64/run)
 	@$(LIB); suite tests/arm64/run
 
 .PHONY: bench

@@ -218,7 +218,8 @@ ingress_address() {
   esac
 }
 # The platform of the current context's nodes, linux/amd64 or linux/arm64: CONTEXT. A cluster of
-# both cannot take a loaded image: the pods name one image, and a node holds one image per name.
+# both gets no loaded image: loading puts one image under the pods' one name into every node,
+# and only a registry's manifest list lets that name mean each node's own.
 node_platform() {
   local ctx=$1 archs arch
   archs=$(kubectl get nodes -o 'jsonpath={.items[*].status.nodeInfo.architecture}') \

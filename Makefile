@@ -6,15 +6,18 @@
 #   make deploy                               kind, minikube or k3d: found from the kubectl context
 #   make deploy REGISTRY=ghcr.io/you          any cluster that can pull from that registry
 #   make deploy INGRESS=gateway GATEWAY=eg GATEWAY_NAMESPACE=envoy-gateway-system
+#   make deploy MONITORING=podmonitor         also a PodMonitor for the Prometheus Operator
 #   make scale REPLICAS=5                     then `make scale REPLICAS=3`: the volumes stay
 #   make build CARGO="cargo zigbuild"         macOS: link the Linux musl binary with zig
-#   make deploy RUST_TARGET=aarch64-unknown-linux-musl   arm64 nodes (kind on Apple silicon)
+#   make build RUST_TARGET=aarch64-unknown-linux-musl   the arm64 binary alone (`make image`: both)
 #   make test SCHEMAS_DIR=path/to/crds        also check the custom kinds against their CRDs
 
 # Image name, without registry or tag.
 IMAGE ?= hello-stateful
-# Empty: <version>-<first 12 hex digits of the sha256 of the binary and the Dockerfile>, so an
-# unchanged build keeps its tag (pods are not restarted) and a changed one rolls out.
+# Empty: <version>-<12 hex digits of a sha256 over both binaries and the Dockerfile>, so an
+# unchanged build keeps its tag (pods are not restarted) and a changed one rolls out. The images
+# are <tag>-amd64 and <tag>-arm64; <tag> names their manifest list (podman, a registry) and, in
+# the nodes of kind, minikube or k3d, the image of their platform.
 TAG ?=
 # Registry prefix to push to (registry.example.com/you); empty: load into kind/minikube/k3d.
 REGISTRY ?=
@@ -24,9 +27,14 @@ REPLICAS ?= 3
 # docker or podman; empty: docker if its engine answers, else podman, whichever is installed.
 CONTAINER_TOOL ?=
 CARGO ?= cargo
+# What `make build` builds: x86_64-unknown-linux-musl, or aarch64-unknown-linux-musl (linked with
+# rustup's rust-lld: no cross toolchain). `make image` builds both, whatever this says.
 RUST_TARGET ?= x86_64-unknown-linux-musl
 # nginx, traefik, gateway or none; auto: traefik on k3s and k3d, nginx elsewhere.
 INGRESS ?= auto
+# none, or podmonitor: also a PodMonitor, so the Prometheus Operator's Prometheus scrapes each
+# pod's /metrics (the cluster must have the operator's CRDs; `make deploy` checks).
+MONITORING ?= none
 # Gateway the HTTPRoute attaches to (INGRESS=gateway); empty namespace: the app's namespace.
 GATEWAY ?= gateway
 GATEWAY_NAMESPACE ?=
@@ -40,8 +48,9 @@ LOG_TAIL ?= 100
 # Kubernetes versions whose schemas the manifests are validated against (`make test-manifests`).
 K8S_VERSIONS ?= 1.30 1.31 1.32 1.33 1.34 1.35 1.36 1.37
 # Folder with the CustomResourceDefinitions (YAML) of the custom kinds the manifests may use,
-# Traefik's Middleware and the Gateway API's HTTPRoute, for `make test-manifests`; a relative
-# path is taken from the repository's root. Empty: that one check is skipped.
+# Traefik's Middleware, the Gateway API's HTTPRoute and the Prometheus Operator's PodMonitor,
+# for `make test-manifests`; a relative path is taken from the repository's root. Empty: that
+# one check is skipped.
 SCHEMAS_DIR ?=
 # Build output: cargo's, the image's build context and the Python tools' virtual environment.
 CARGO_TARGET_DIR ?= $(CURDIR)/target
@@ -53,15 +62,14 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
-BIN := $(CARGO_TARGET_DIR)/$(RUST_TARGET)/release/hello-stateful
-# The image's build context: a directory holding only the binary (no .dockerignore to keep right).
+# The images' build contexts, one directory per platform holding only its binary (no
+# .dockerignore to keep right).
 IMAGE_CONTEXT := $(CARGO_TARGET_DIR)/image
 # The Python tools of tests/requirements.txt (kubernetes-validate, yamllint, hadolint, ...).
 VENV := $(abspath $(CARGO_TARGET_DIR))/venv
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-PLATFORM := $(if $(findstring aarch64,$(RUST_TARGET)),linux/arm64,linux/amd64)
-# 1 MiB: the budget for the stripped binary and for the image; `make build` and `make image`
-# fail past it.
+# 1 MiB: the budget for each stripped binary and each image; `make build` and `make image` fail
+# past it.
 SIZE_BUDGET := 1048576
 APP_LABEL := app.kubernetes.io/name=hello-stateful
 # `make deploy` keeps the running replica count unless REPLICAS is given on the command line.
@@ -71,7 +79,7 @@ LIB := . k8s/scripts/lib.sh
 
 export IMAGE TAG REGISTRY NAMESPACE REPLICAS CONTAINER_TOOL CARGO INGRESS GATEWAY GATEWAY_NAMESPACE \
   STORAGE_CLASS INGRESS_HOST ROLLOUT_TIMEOUT K8S_VERSIONS SCHEMAS_DIR CARGO_TARGET_DIR RUST_TARGET \
-  BIN IMAGE_CONTEXT VERSION PLATFORM SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
+  MONITORING IMAGE_CONTEXT VERSION SIZE_BUDGET APP_LABEL REPLICAS_GIVEN
 
 ##@ Develop
 
@@ -81,13 +89,14 @@ help: ## Show the targets and the main variables
 	  /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	printf '\nVariables (make TARGET NAME=value): IMAGE=%s TAG=%s REGISTRY=%s NAMESPACE=%s\n' \
 	  '$(IMAGE)' '$(or $(TAG),<from content>)' '$(REGISTRY)' '$(NAMESPACE)'
-	printf '  REPLICAS=%s INGRESS=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s STORAGE_CLASS=%s\n' \
-	  '$(REPLICAS)' '$(INGRESS)' '$(or $(CONTAINER_TOOL),<docker or podman>)' '$(CARGO)' \
-	  '$(RUST_TARGET)' '$(or $(STORAGE_CLASS),<cluster default>)'
+	printf '  REPLICAS=%s INGRESS=%s MONITORING=%s CONTAINER_TOOL=%s CARGO=%s RUST_TARGET=%s\n' \
+	  '$(REPLICAS)' '$(INGRESS)' '$(MONITORING)' '$(or $(CONTAINER_TOOL),<docker or podman>)' \
+	  '$(CARGO)' '$(RUST_TARGET)'
+	printf '  STORAGE_CLASS=%s\n' '$(or $(STORAGE_CLASS),<cluster default>)'
 	echo 'See the comments at the top of the Makefile for each one.'
 
 .PHONY: build
-build: ## Build the stripped static musl release binary (adds the rustup target if missing)
+build: ## Build the stripped static musl release binary for RUST_TARGET (adds the rustup target if missing)
 	@bash k8s/scripts/build.sh
 
 .PHONY: test
@@ -127,25 +136,25 @@ clean: ## Remove build output (keeps .data/, the local data of `make run`)
 ##@ Image
 
 .PHONY: image
-image: build ## Build the FROM scratch image with docker or podman, tagged from its content
+image: ## Build both binaries, the linux/amd64 and linux/arm64 images (podman: and their manifest list)
 	@bash k8s/scripts/image.sh
 
 .PHONY: load
-load: image ## Make the image pullable by the current kubectl context (kind, minikube, k3d; REGISTRY= pushes)
+load: image ## Load the nodes' platform's image into kind, minikube or k3d (REGISTRY= pushes instead)
 	@bash k8s/scripts/publish.sh load
 
 .PHONY: push
-push: image ## Push the image to REGISTRY
+push: image ## Push both images and their manifest list to REGISTRY
 	@bash k8s/scripts/publish.sh push
 
 ##@ Cluster
 
 .PHONY: manifests
-manifests: ## Print the manifests `make deploy` would apply (same INGRESS, NAMESPACE, TAG, ...)
+manifests: ## Print the manifests `make deploy` would apply (same INGRESS, MONITORING, NAMESPACE, TAG, ...)
 	@bash k8s/scripts/manifests.sh
 
 .PHONY: deploy
-deploy: image ## Build, load or push the image, apply k8s/ with the chosen ingress, wait for the rollout
+deploy: image ## Build the images, load the nodes' one or push all, apply k8s/, wait for the rollout
 	@bash k8s/scripts/deploy.sh
 
 .PHONY: undeploy
@@ -183,6 +192,10 @@ smoke: ## Store and read back through `kubectl proxy` and the ingress; fails lou
 .PHONY: e2e
 e2e: ## The StatefulSet emulated: podman pods, dnsmasq DNS, nginx ingress (tests/e2e/run; root)
 	@$(LIB); suite tests/e2e/run
+
+.PHONY: test-arm64
+test-arm64: ## The arm64 binary run under qemu; both images and their list built by podman (tests/arm64/run)
+	@$(LIB); suite tests/arm64/run
 
 .PHONY: bench
 bench: ## Throughput and memory measurements (benches/run)

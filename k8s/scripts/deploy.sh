@@ -7,19 +7,23 @@ set -euo pipefail
 need_kubectl
 ctx=$(current_context)
 ingress=$(resolve_ingress)
+monitoring=$(resolve_monitoring)
 tool=$(container_tool)
 tag=$(image_tag)
 ns=$NAMESPACE
-note "deploying $IMAGE:$tag to context $ctx, namespace $ns, ingress $ingress"
+note "deploying $IMAGE:$tag to context $ctx, namespace $ns, ingress $ingress, monitoring $monitoring"
 # The custom kinds must be known to the cluster, or `apply` fails halfway with "no matches
 # for kind": check first and say what to install.
-if [[ $ingress == traefik || $ingress == gateway ]]; then
+if [[ $ingress == traefik || $ingress == gateway || $monitoring == podmonitor ]]; then
   kinds=$(kubectl api-resources -o name 2>/dev/null || true)
   if [[ $ingress == traefik ]] && ! grep -qx 'middlewares.traefik.io' <<<"$kinds"; then
     die "INGRESS=traefik, but the cluster has no Traefik Middleware kind (middlewares.traefik.io): install Traefik v2.10+ or v3, or pass INGRESS=nginx or INGRESS=none"
   fi
   if [[ $ingress == gateway ]] && ! grep -qx 'httproutes.gateway.networking.k8s.io' <<<"$kinds"; then
     die "INGRESS=gateway, but the cluster has no HTTPRoute kind: install the Gateway API CRDs and an implementation, or pass INGRESS=nginx or INGRESS=none"
+  fi
+  if [[ $monitoring == podmonitor ]] && ! grep -qx 'podmonitors.monitoring.coreos.com' <<<"$kinds"; then
+    die "MONITORING=podmonitor, but the cluster has no PodMonitor kind (podmonitors.monitoring.coreos.com): install the Prometheus Operator (kube-prometheus-stack, for example), or pass MONITORING=none"
   fi
 fi
 publish_image "$tool" "$tag" "$ctx"

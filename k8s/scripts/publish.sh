@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make load` (load): make the image pullable by the current kubectl context's nodes, or push it
-# when REGISTRY is given. `make push` (push): push it to REGISTRY.
+# `make load` (load): load the image of the nodes' platform into the current kubectl context's
+# kind, minikube or k3d nodes, or push when REGISTRY is given. `make push` (push): push both
+# platforms' images and their manifest list to REGISTRY.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -9,7 +9,7 @@ need_kubectl
 # (deleting an unknown kind is an error). PersistentVolumeClaims are not in the list.
 kinds=statefulsets.apps,services,ingresses.networking.k8s.io,poddisruptionbudgets.policy
 known=$(kubectl api-resources -o name 2>/dev/null || true)
-for k in middlewares.traefik.io httproutes.gateway.networking.k8s.io; do
+for k in middlewares.traefik.io httproutes.gateway.networking.k8s.io podmonitors.monitoring.coreos.com; do
   if grep -qx "$k" <<<"$known"; then kinds+=",$k"; fi
 done
 run kubectl delete "$kinds" -n "$NAMESPACE" -l "$APP_LABEL" --ignore-not-found --cascade=foreground --wait=true

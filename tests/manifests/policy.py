@@ -6,12 +6,13 @@ delete and scale-down; the restricted Pod Security Standard (non-root numeric us
 read-only root, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp, no
 service-account token); probes on /healthz and /readyz; cpu and memory requests and a memory
 limit; the data volume and its storage class; a PodDisruptionBudget of maxUnavailable 1; one
-label on every object; and the ingress rule of the chosen controller. Fails (exit 1, one line
+label on every object; the ingress rule of the chosen controller; and, with MONITORING=podmonitor,
+a PodMonitor scraping /metrics on each pod's named port at a sensible interval. Fails (exit 1, one line
 per violation) when any of these is missing or wrong. The rewrite rules are executed on sample
 paths, so a rule that is present but wrong is caught too.
 
-usage: policy.py --ingress nginx|traefik|gateway|none [--namespace NS] [--storage-class SC]
-                 RENDERED.yaml
+usage: policy.py --ingress nginx|traefik|gateway|none [--monitoring none|podmonitor]
+                 [--namespace NS] [--storage-class SC] RENDERED.yaml
 """
 
 import argparse
@@ -44,6 +45,14 @@ def parse_quantity_bytes(text):
     return int(match.group(1)) * units.get(match.group(2), 1)
 
 
+def duration_seconds(text):
+    """A Prometheus duration (30s, 1m30s, 500ms) in seconds; None if it is not one."""
+    units = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    if not re.fullmatch(r"(\d+(ms|[ywdhms]))+", str(text)):
+        return None
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|[ywdhms])", str(text)))
+
+
 def nginx_size_bytes(text):
     match = re.fullmatch(r"(\d+)([kKmMgG]?)", str(text))
     if not match:
@@ -52,9 +61,10 @@ def nginx_size_bytes(text):
 
 
 class Policy:
-    def __init__(self, docs, ingress, namespace, storage_class):
+    def __init__(self, docs, ingress, namespace, storage_class, monitoring):
         self.docs = docs
         self.ingress = ingress
+        self.monitoring = monitoring
         self.namespace = namespace
         self.storage_class = storage_class
         self.errors = []
@@ -92,6 +102,7 @@ class Policy:
         self.pdb()
         {"nginx": self.ingress_nginx, "traefik": self.ingress_traefik,
          "gateway": self.gateway, "none": self.no_ingress}[self.ingress]()
+        self.podmonitor()
         return self.errors
 
     def service(self):
@@ -320,29 +331,61 @@ class Policy:
 
         self.check_rewrites(what, rewrite)
 
+    def podmonitor(self):
+        if self.monitoring == "none":
+            self.require(not self.find("PodMonitor"), "MONITORING=none: unexpected PodMonitor")
+            return
+        monitor = self.one("PodMonitor", "hello-stateful")
+        if not monitor:
+            return
+        what = "PodMonitor/hello-stateful"
+        spec = monitor.get("spec", {})
+        self.require(spec.get("selector") == {"matchLabels": APP},
+                     f"{what}: selector must be matchLabels {APP}, the StatefulSet's pod label")
+        # The operator's default is the PodMonitor's own namespace, which is where the pods are.
+        self.require(not spec.get("namespaceSelector"),
+                     f"{what}: no namespaceSelector: the pods are in the PodMonitor's own namespace")
+        endpoints = spec.get("podMetricsEndpoints") or []
+        if not self.require(len(endpoints) == 1, f"{what}: expected exactly one podMetricsEndpoint, found {len(endpoints)}"):
+            return
+        endpoint = endpoints[0]
+        self.require(endpoint.get("port") == "http" and "portNumber" not in endpoint and "targetPort" not in endpoint,
+                     f"{what}: must scrape the container's named port http")
+        self.require(endpoint.get("path") == "/metrics", f"{what}: path must be /metrics")
+        interval = duration_seconds(endpoint.get("interval", ""))
+        # Unset would leave it to each Prometheus's global interval; under 10 s costs more than
+        # these counters change, over 2 m leaves a rate() over the usual windows too few samples.
+        self.require(interval is not None and 10 <= interval <= 120,
+                     f"{what}: interval must be set, from 10s to 2m (is {endpoint.get('interval')!r})")
+        if "scrapeTimeout" in endpoint:
+            timeout = duration_seconds(endpoint["scrapeTimeout"])
+            self.require(timeout is not None and interval is not None and timeout <= interval,
+                         f"{what}: scrapeTimeout must be a duration no longer than the interval")
+
     def no_ingress(self):
         for kind in ("Ingress", "HTTPRoute", "Middleware"):
             self.require(not self.find(kind), f"INGRESS=none: unexpected {kind}")
 
 
-def check(docs, ingress, namespace=None, storage_class=None):
-    return Policy(docs, ingress, namespace, storage_class).run()
+def check(docs, ingress, namespace=None, storage_class=None, monitoring="none"):
+    return Policy(docs, ingress, namespace, storage_class, monitoring).run()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ingress", required=True, choices=["nginx", "traefik", "gateway", "none"])
+    parser.add_argument("--monitoring", default="none", choices=["none", "podmonitor"])
     parser.add_argument("--namespace")
     parser.add_argument("--storage-class")
     parser.add_argument("rendered")
     args = parser.parse_args()
     docs = [d for d in yaml.safe_load_all(Path(args.rendered).read_text()) if d]
-    errors = check(docs, args.ingress, args.namespace, args.storage_class)
+    errors = check(docs, args.ingress, args.namespace, args.storage_class, args.monitoring)
     for error in errors:
         print(f"policy: {args.rendered}: {error}", file=sys.stderr)
     if errors:
         return 1
-    print(f"policy: {args.rendered}: {len(docs)} objects conform (ingress {args.ingress})")
+    print(f"policy: {args.rendered}: {len(docs)} objects conform (ingress {args.ingress}, monitoring {args.monitoring})")
     return 0
 
 

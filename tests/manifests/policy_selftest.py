@@ -4,7 +4,8 @@ good rendered manifests and expects the policy to fail with a message naming it.
 passes everything would pass the real manifests too, so this is what makes its green mean
 something.
 
-usage: policy_selftest.py DIR   (DIR holds nginx.yaml, traefik.yaml, gateway.yaml, none.yaml,
+usage: policy_selftest.py DIR   (DIR holds nginx.yaml, traefik.yaml, gateway.yaml, none.yaml and
+                                 podmonitor.yaml, the nginx ingress with MONITORING=podmonitor,
                                  rendered in namespace `demo`)
 """
 
@@ -33,11 +34,24 @@ def ann(docs):
     return get(docs, "Ingress")["metadata"]["annotations"]
 
 
+def endpoint(docs):
+    return get(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]
+
+
 def path0(docs):
     return get(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]
 
 
-# (ingress, what breaks, mutation, text the failure must contain)
+# The rendered files: name -> (INGRESS, MONITORING) they were rendered with.
+RENDERINGS = {
+    "nginx": ("nginx", "none"),
+    "traefik": ("traefik", "none"),
+    "gateway": ("gateway", "none"),
+    "none": ("none", "none"),
+    "podmonitor": ("nginx", "podmonitor"),
+}
+
+# (rendering, what breaks, mutation, text the failure must contain)
 CASES = [
     ("nginx", "runAsNonRoot dropped", lambda d: pod(d)["securityContext"].pop("runAsNonRoot"), "runAsNonRoot"),
     ("nginx", "runs as root", lambda d: pod(d)["securityContext"].update(runAsUser=0), "runAsUser"),
@@ -90,37 +104,52 @@ CASES = [
     ("gateway", "Ingress kept", lambda d: d.append(copy.deepcopy(get(yaml_docs("nginx"), "Ingress"))), "replaces the Ingress"),
     ("gateway", "no parentRef", lambda d: get(d, "HTTPRoute")["spec"].pop("parentRefs"), "parentRef"),
     ("none", "Ingress left", lambda d: d.append(copy.deepcopy(get(yaml_docs("nginx"), "Ingress"))), "unexpected Ingress"),
+    ("nginx", "PodMonitor without MONITORING", lambda d: d.append(copy.deepcopy(get(yaml_docs("podmonitor"), "PodMonitor"))), "unexpected PodMonitor"),
+    ("podmonitor", "PodMonitor missing", lambda d: d.remove(get(d, "PodMonitor")), "PodMonitor/hello-stateful: expected exactly one"),
+    ("podmonitor", "PodMonitor selects other pods", lambda d: get(d, "PodMonitor")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/name": "hello"}), "selector"),
+    ("podmonitor", "PodMonitor in other namespaces", lambda d: get(d, "PodMonitor")["spec"].update(namespaceSelector={"any": True}), "namespaceSelector"),
+    ("podmonitor", "scrape by port number", lambda d: endpoint(d).update(port=None, portNumber=8000), "named port http"),
+    ("podmonitor", "scrape path /metric", lambda d: endpoint(d).update(path="/metric"), "/metrics"),
+    ("podmonitor", "no interval", lambda d: endpoint(d).pop("interval"), "interval"),
+    ("podmonitor", "interval 1s", lambda d: endpoint(d).update(interval="1s"), "interval"),
+    ("podmonitor", "scrape timeout past the interval", lambda d: endpoint(d).update(scrapeTimeout="1m"), "scrapeTimeout"),
+    ("podmonitor", "PodMonitor unlabelled", lambda d: get(d, "PodMonitor")["metadata"].pop("labels"), "label"),
 ]
 
 RENDERED = {}
 
 
-def yaml_docs(ingress):
-    return copy.deepcopy(RENDERED[ingress])
+def yaml_docs(name):
+    return copy.deepcopy(RENDERED[name])
+
+
+def check_rendering(docs, name):
+    ingress, monitoring = RENDERINGS[name]
+    return check(docs, ingress, "demo", monitoring=monitoring)
 
 
 def main():
     directory = Path(sys.argv[1])
-    for ingress in ("nginx", "traefik", "gateway", "none"):
-        RENDERED[ingress] = [d for d in yaml.safe_load_all((directory / f"{ingress}.yaml").read_text()) if d]
+    for rendering in RENDERINGS:
+        RENDERED[rendering] = [d for d in yaml.safe_load_all((directory / f"{rendering}.yaml").read_text()) if d]
     passed = failed = 0
-    for ingress in RENDERED:
-        errors = check(yaml_docs(ingress), ingress, "demo")
+    for rendering in RENDERED:
+        errors = check_rendering(yaml_docs(rendering), rendering)
         if errors:
             failed += 1
-            print(f"FAIL: the unbroken {ingress} manifests fail the policy: {errors}")
+            print(f"FAIL: the unbroken {rendering} manifests fail the policy: {errors}")
         else:
             passed += 1
-    for ingress, name, mutate, expected in CASES:
-        docs = yaml_docs(ingress)
+    for rendering, name, mutate, expected in CASES:
+        docs = yaml_docs(rendering)
         mutate(docs)
-        errors = check(docs, ingress, "demo")
+        errors = check_rendering(docs, rendering)
         if any(expected in e for e in errors):
             passed += 1
-            print(f"ok: policy rejects {ingress}: {name}")
+            print(f"ok: policy rejects {rendering}: {name}")
         else:
             failed += 1
-            print(f"FAIL: policy accepts {ingress}: {name} (expected an error containing {expected!r}, got {errors})")
+            print(f"FAIL: policy accepts {rendering}: {name} (expected an error containing {expected!r}, got {errors})")
     print(f"policy self-test: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -497,27 +497,16 @@ impl Socket {
 /// A filter for the listening socket that drops segments with SYN set and ACK not: requests for
 /// new connections. A filter on a TCP socket sees the TCP header first; byte 13 holds the flags.
 const SYN_GATE: [SockFilter; 5] = [
-    SockFilter::new(
-        (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16,
-        0,
-        0,
-        13,
-    ),
-    SockFilter::new(
-        (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
-        1,
-        0,
-        0x10,
-    ),
-    SockFilter::new(
-        (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16,
-        1,
-        0,
-        0x02,
-    ),
-    SockFilter::new((libc::BPF_RET | libc::BPF_K) as u16, 0, 0, u32::MAX),
-    SockFilter::new((libc::BPF_RET | libc::BPF_K) as u16, 0, 0, 0),
+    op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS, 0, 0, 13), // the flags
+    op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 1, 0, 0x10), // ACK: keep
+    op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, 1, 0, 0x02), // SYN without ACK: drop
+    op(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),          // keep all of it
+    op(libc::BPF_RET | libc::BPF_K, 0, 0, 0),                 // drop it
 ];
+
+const fn op(code: u32, jump_true: u8, jump_false: u8, k: u32) -> SockFilter {
+    SockFilter::new(code as u16, jump_true, jump_false, k)
+}
 
 /// tiny_http's pool (`util/task_pool.rs`, `TaskPool::spawn`) queues a new connection whenever
 /// it counts a thread waiting, even one already woken for an earlier connection; in a burst the

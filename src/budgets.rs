@@ -51,11 +51,14 @@ impl Budgets {
     /// Half of the target goes to connections, a quarter to bodies; the rest is the process
     /// itself (binary, buffers, the DNS cache) with room to spare. Each connection holds two
     /// descriptors in tiny_http, and tiny_http's accept loop ends for good when it runs out:
-    /// the open-file limit caps them too, with an eighth to spare for a burst being closed.
+    /// the open-file limit caps them too.
     pub fn new(config: &Config, open_files: u64) -> Budgets {
         let memory = config.memory_limit / 4 * 3;
         let by_memory = memory / 2 / CONNECTION_COST;
-        let by_files = open_files.saturating_sub(SPARE_FILES) / 2 / 8 * 7;
+        // At the worst, the gate closes at an eighth over the budget while the listen backlog
+        // (as long as the budget) is full, and tiny_http accepts all of those too: 17/8 of
+        // the budget, and one more, must fit in the descriptors left.
+        let by_files = (open_files.saturating_sub(SPARE_FILES) / 2).saturating_sub(1) * 8 / 17;
         let connections = by_memory.min(by_files).max(1) as usize;
         Budgets {
             memory,
@@ -234,7 +237,8 @@ mod tests {
 
     #[test]
     fn few_open_files_cap_the_connections() {
-        assert_eq!(budgets("67108864", 1024).connections, 420);
+        assert_eq!(budgets("67108864", 1024).connections, 225);
+        assert_eq!(budgets("67108864", 128).connections, 14);
         assert_eq!(budgets("67108864", 10).connections, 1);
     }
 

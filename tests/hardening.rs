@@ -458,7 +458,7 @@ fn a_dns_server_that_never_answers_does_not_slow_store() {
 
 #[test]
 fn a_low_open_file_limit_holds_connections_back_instead_of_ending_the_accept_loop() {
-    // With 128 descriptors the budget is 28 connections. tiny_http's accept loop ends for good
+    // With 128 descriptors the budget is 14 connections. tiny_http's accept loop ends for good
     // when it runs out of descriptors; held back in the kernel, the clients are all served.
     if !runnable(
         "a_low_open_file_limit_holds_connections_back_instead_of_ending_the_accept_loop",

@@ -33,6 +33,8 @@ from apiserver import ApiServer, KubectlProxy
 
 ZONE = "cluster.local"
 DNS_TTL = 5  # CoreDNS's default TTL
+# The one node every pod of the emulation runs on (this machine): spec.nodeName of each pod.
+NODE = "e2e-node"
 
 
 def log(msg):
@@ -117,6 +119,10 @@ class Cluster:
         info = sh(*PODMAN, "network", "inspect", self.network, "--format",
                   "{{range .Subnets}}{{.Subnet}} {{.Gateway}}{{end}}").split()
         self.subnet, self.gateway = ipaddress.ip_network(info[0]), info[1]
+        # Pod addresses, each given out once, from the bottom of the subnet: a pod created
+        # again gets a new address, as a pod does in a cluster (and the host's neighbour table
+        # never holds a stale MAC for a reused one).
+        self.addresses = (str(h) for h in self.subnet.hosts() if str(h) != self.gateway)
         log(f"podman network {self.network}: {self.subnet}, cluster DNS on {self.gateway}")
         self.ports = {c: free_port() for c in self.routes}
         self.api = ApiServer(self.pod_address, os.path.join(self.work, "apiserver.log"))
@@ -170,6 +176,11 @@ class Cluster:
         pod = next((p for p in list(self.pods.values()) if p.name == name), None)
         return None if pod is None else (pod.ip, self.app.proxy_port)
 
+    def pod_fields(self, pod, ip):
+        """The downward API's pod fields (manifests.POD_FIELDS) for a pod at address `ip`."""
+        return {"metadata.name": pod.name, "metadata.namespace": self.app.namespace,
+                "status.podIP": ip, "spec.nodeName": NODE}
+
     def create_pod(self, i, wait_ready=True, before_start=None):
         """Start pod i with its volume (created on first use, as a PVC is) and wait until ready.
         The pod exists from the start, without an address until its container runs:
@@ -203,12 +214,22 @@ class Cluster:
             args += ["--cap-drop", "all"]
         if app.no_new_privs:
             args += ["--security-opt", "no-new-privileges"]
-        for k, v in app.env.items():
+        # The pod's address is chosen before its container starts, as the network plugin
+        # chooses it before the kubelet starts the containers: status.podIP is known to them.
+        ip = next(self.addresses, None)
+        if ip is None:
+            raise RuntimeError(f"no pod address left in {self.subnet}")
+        args += ["--ip", ip]
+        fields = self.pod_fields(pod, ip)
+        for k, v in list(app.env.items()) + [(k, fields[f]) for k, f in app.field_env.items()]:
             args += ["-e", f"{k}={v}"]
         args.append(app.image)
         sh(*args)
-        pod.ip = sh(*PODMAN, "inspect", pod.ctr, "--format",
-                    f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
+        got = sh(*PODMAN, "inspect", pod.ctr, "--format",
+                 f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
+        if got != ip:
+            raise RuntimeError(f"{pod.name} was started with --ip {ip} but podman gave it {got}")
+        pod.ip = ip
         if wait_ready:
             self.wait_ready(pod)
         return pod

@@ -27,6 +27,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Where the README's examples reach `kubectl proxy` (its default port) and the ingress.
 README_PROXY = "localhost:8001"
 README_INGRESS = "http://localhost"
+# What the emulation itself may add to a bound on the kubelet's timing: rewriting dnsmasq's and
+# nginx's configurations and waiting until both serve the new endpoints (a cluster's endpoints
+# controller, CoreDNS and ingress controller take their own time too).
+RECONCILE_SLACK = 2.0
 
 
 class Failed(Exception):
@@ -510,12 +514,41 @@ class E2E:
         expect(took < self.peer_timeout + 1.5, f"answered in {took:.2f} s")
         self.check_cluster(self.c.ingress("GET", "/stateful/cluster", timeout=30),
                            f"stopped peer {dead_name}, through the ingress", errors=(dead,))
+        # The window closes: the kubelet's probe finds the pod dead within its failure time.
+        took = self.c.notice_dead_pod(dead)
+        bound = self.c.failure_seconds() + RECONCILE_SLACK
+        expect(took is not None and took <= bound,
+               f"the readiness probe marks dead {dead_name} not Ready and the endpoints drop it "
+               f"within {bound:.0f} s (failureThreshold x periodSeconds + timeoutSeconds, and "
+               f"{RECONCILE_SLACK:.0f} s for the endpoints)",
+               f"{'not at all' if took is None else f'after {took:.1f} s'}")
+        log(f"{dead_name} noticed dead {took:.1f} s after the probe ran again")
         self.c.forget_dead_pod(dead)
         self.c.create_pod(dead)
         equal(self.c.file_bytes(dead), data, f"{dead_name} restarted with its data")
         self.settle()
         self.check_cluster(self.c.ingress("GET", "/stateful/cluster"),
                            f"{dead_name} back: every pod's data")
+
+
+def restore(cluster, replicas):
+    """After a failed scenario, the declared state again (best effort) so the next scenario
+    still runs: pods unpaused, their probes released and readiness enabled, a pod that is still
+    not Ready after a few probes replaced, no record-only endpoints, `replicas` pods."""
+    log("restoring the declared state after the failure")
+    for p in list(cluster.pods.values()):
+        sh("podman", "unpause", p.ctr, check=False)
+        cluster.release_probes(p)
+        try:
+            http(p.ip, cluster.app.ready_port, "POST", "/readyz/enable", timeout=2)
+        except (OSError, TypeError):
+            pass  # a dead pod (or none of its address): replaced below
+    cluster.extra_endpoints = []
+    cluster.reconcile()
+    for i, p in list(cluster.pods.items()):
+        if not cluster.wait_for(lambda: p.ready, cluster.failure_seconds() + RECONCILE_SLACK):
+            cluster.forget_dead_pod(i)
+    cluster.scale(replicas)
 
 
 def shown_bytes_cap():
@@ -574,18 +607,14 @@ def main():
             print(f"== scenario {title}", flush=True)
             t0 = time.monotonic()
             try:
-                if cluster.extra_endpoints or len(cluster.pods) != app.replicas or not all(
-                        p.ready for p in cluster.pods.values()):
-                    # A failed scenario may leave pods paused, dead or scaled: start from the
-                    # declared state again (best effort) so the next scenario still runs.
-                    log("restoring the declared state after the failure")
-                    for i, p in list(cluster.pods.items()):
-                        sh("podman", "unpause", p.ctr, check=False)
-                        if not p.ready:
-                            cluster.forget_dead_pod(i)
-                    cluster.extra_endpoints = []
-                    cluster.scale(app.replicas)
+                if cluster.extra_endpoints or sorted(cluster.pods) != list(
+                        range(app.replicas)) or not all(
+                        p.ready and not p.held for p in cluster.pods.values()):
+                    restore(cluster, app.replicas)
+                del cluster.errors[:]
                 fn()
+                if cluster.errors:
+                    raise Failed("on the kubelet's probe threads: " + "; ".join(cluster.errors))
                 results.append((title, "PASS", time.monotonic() - t0, ""))
             except (Failed, AssertionError, RuntimeError, OSError) as err:
                 results.append((title, "FAIL", time.monotonic() - t0, str(err)))

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifests  # noqa: E402
-from emulation import Cluster, ZONE, DNS_TTL, http, request, log, sh, RUN  # noqa: E402
+from emulation import Cluster, ZONE, DNS_TTL, NODE, http, request, log, sh, RUN  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Where the README's examples reach `kubectl proxy` (its default port) and the ingress.
@@ -57,15 +57,37 @@ def natural(name):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def ordinal(name):
+    """The ordinal of a StatefulSet pod's name, or None."""
+    m = re.fullmatch(r".*-(0|[1-9]\d*)", name)
+    return int(m.group(1)) if m else None
+
+
 def token(prefix):
     return f"{prefix}-{''.join(random.choices(string.ascii_lowercase, k=6))};"
+
+
+def readme_text():
+    with open(os.path.join(REPO, "README.md")) as f:
+        return f.read()
+
+
+def readme_blocks():
+    """(language, text) of every fenced block of the README, in order; a block indented under
+    a list item is given without its indentation."""
+    blocks = []
+    for indent, lang, text in re.findall(r"^( *)```(\w*)\n(.*?)^\1```$", readme_text(),
+                                         re.M | re.S):
+        lines = text.splitlines(keepends=True)
+        blocks.append((lang, "".join(ln[len(indent):] if ln.startswith(indent) else ln
+                                     for ln in lines)))
+    return blocks
 
 
 def readme_example(what, match):
     """The lines of the README's first ```sh block for which match(lines) holds, and the block
     after it when that is ```text (what the commands print), else None."""
-    with open(os.path.join(REPO, "README.md")) as f:
-        blocks = re.findall(r"^```(\w*)\n(.*?)^```$", f.read(), re.M | re.S)
+    blocks = readme_blocks()
     for (lang, text), after in zip(blocks, blocks[1:] + [("", "")]):
         if lang == "sh" and match(text.splitlines()):
             return text.splitlines(), (after[1].encode() if after[0] == "text" else None)
@@ -90,6 +112,55 @@ def run_readme_curl(line, address, port):
     if out.returncode != 0:
         raise Failed(f"{line}: curl exit {out.returncode}: {out.stderr.decode().strip()}")
     return out.stdout
+
+
+def readme_json(what, match):
+    """The README's first ```json block for which match(parsed) holds, parsed."""
+    for lang, text in readme_blocks():
+        if lang == "json":
+            try:
+                parsed = json.loads(text)
+            except ValueError as err:
+                raise Failed(f"a ```json block of the README is not JSON: {err}: {text!r}")
+            if match(parsed):
+                return parsed
+    raise Failed(f"the README has no ```json block {what}")
+
+
+def readme_quote(what, pattern):
+    """Group 1 of the first match of `pattern` in the README's text: a line it quotes inline."""
+    m = re.search(pattern, readme_text())
+    if not m:
+        raise Failed(f"the README does not quote {what} (no match for {pattern!r})")
+    return m.group(1)
+
+
+# An RFC 3339 time, as the server writes them (to the second, UTC) and any other form.
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+TIME_BYTES = re.compile(TIME.pattern.encode())
+
+
+def normalise_times(data):
+    """`data` with its RFC 3339 times as <time1>, <time2>, ... in the order they first appear:
+    what is left to compare is where the times are and which of them are the same."""
+    seen = {}
+    return TIME_BYTES.sub(lambda m: b"<time%d>" % seen.setdefault(m.group(0), len(seen) + 1),
+                          data)
+
+
+def shape(value):
+    """The JSON value's shape: objects as their keys in order with each value's shape, arrays
+    as the set of their elements' shapes, RFC 3339 strings as "time", other scalars as their
+    type ("null" for null)."""
+    if isinstance(value, dict):
+        return tuple((k, shape(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return ("array", frozenset(shape(v) for v in value))
+    if isinstance(value, str) and TIME.fullmatch(value):
+        return "time"
+    if value is None:
+        return "null"
+    return type(value).__name__  # bool is bool, not int
 
 
 def as_shown(outputs):
@@ -169,15 +240,47 @@ class E2E:
             return data
         return f"(last {self.cap} of {len(data)} bytes) ".encode() + data[-self.cap:]
 
+    def fqdn(self, i):
+        a = self.app
+        return f"{a.pod_name(i)}.{a.service_name}.{a.namespace}.svc.{ZONE}."
+
+    def lineage(self, i):
+        """The lineage the server of pod i recorded at its start, from the file beside its
+        data file on the volume (what its /info shows until it starts again)."""
+        path = self.c.data_file_on_host(i) + ".lineage"
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except ValueError as err:
+            raise Failed(f"{path} on {self.app.pod_name(i)}'s volume is not JSON: {err}")
+
+    def moved_mark(self, i):
+        """What /cluster puts before a pod's data when its volume's last start was another
+        pod's."""
+        moved = (self.lineage(i) or {}).get("moved_from")
+        return f"(volume changed hands: last used by {moved['pod']}) ".encode() if moved else b""
+
     def expected_cluster(self, hit, errors=()):
-        """The /cluster page answered by `hit`, each peer's data from its file on the volume.
-        Peers in `errors` are expected as `error: <reason>` (checked by pattern)."""
+        """The /cluster page answered by `hit`: a line per ordinal up to the highest of the
+        ready pods and `hit`'s own. A ready pod's line holds its data from its file on the
+        volume, after a mark when the lineage on its volume says it changed hands; peers in
+        `errors` hold `error: <reason>` instead (checked by pattern). An ordinal without a ready
+        pod is `not in the Service: not ready, or gone`, or for `hit` itself `this pod, <why>`
+        (checked by pattern)."""
         page = f"You've hit {hit}\nData stored in the cluster:\n".encode()
-        for p in sorted(self.c.ready_pods(), key=lambda p: natural(p.name)):
-            if p.i in errors:
-                page += f"- {p.fqdn(self.app)}: error: ".encode() + b"\x00"
+        ready = {p.i: p for p in self.c.ready_pods()}
+        own = ordinal(hit)
+        for k in range(max(list(ready) + ([own] if own is not None else []), default=-1) + 1):
+            page += f"- {self.fqdn(k)}: ".encode()
+            if k not in ready:
+                page += b"not in the Service: " + (b"this pod, \x00" if k == own
+                                                   else b"not ready, or gone")
+            elif k in errors:
+                page += b"error: \x00"
             else:
-                page += f"- {p.fqdn(self.app)}: ".encode() + self.shown(self.c.file_bytes(p.i))
+                page += self.moved_mark(k) + self.shown(self.c.file_bytes(k))
             page += b"\n"
         return page
 
@@ -342,6 +445,44 @@ class E2E:
                       for p in self.c.ready_pods())
         equal(sorted(srv), want, f"SRV _{self.port_name}._tcp.{self.svc_fqdn} lists every "
               "ready pod (priority 0, weight 100/n)")
+
+    def info(self, pod_name):
+        """A pod's /info through kubectl proxy, parsed."""
+        status, headers, body = self.c.proxy_full(pod_name, "GET", "/info")
+        if status != 200 or headers.get("Content-Type") != "application/json":
+            raise Failed(f"GET .../pods/{pod_name}/proxy/info: {status} "
+                         f"{headers.get('Content-Type')}: {body!r}")
+        try:
+            return json.loads(body)
+        except ValueError as err:
+            raise Failed(f"GET .../pods/{pod_name}/proxy/info is not JSON: {err}: {body!r}")
+
+    def check_info_shape(self, info, what, moved=False):
+        """/info has the keys, in order, and the shape of the README's example (times where
+        it has times); `moved`: with a start in volume.moved_from, where the example has null."""
+        example = readme_json("that is a pod's /info", lambda j: isinstance(j, dict)
+                              and "hostname" in j and "volume" in j)
+        if moved:
+            example["volume"]["moved_from"] = example["volume"]["created"]
+        equal(shape(info), shape(example), f"{what}: the keys and shape of the README's /info "
+              "example" + (", with a start in volume.moved_from" if moved else ""))
+
+    def s8_info(self):
+        """Every pod's /info through kubectl proxy: who and where it is, from the downward API
+        the manifest passes, against what the emulation gave the pod."""
+        want_fields = {"POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP",
+                       "NODE_NAME": "spec.nodeName"}
+        equal({k: v for k, v in self.app.field_env.items() if k in want_fields}, want_fields,
+              "the manifest passes the pod's namespace, IP and node from the downward API")
+        for pod in self.c.ready_pods():
+            info = self.info(pod.name)
+            self.check_info_shape(info, f"{pod.name}'s /info")
+            keys = ("hostname", "ordinal", "namespace", "pod_ip", "node", "ready")
+            equal({k: info.get(k) for k in keys},
+                  {"hostname": pod.name, "ordinal": pod.i, "namespace": self.app.namespace,
+                   "pod_ip": pod.ip, "node": NODE, "ready": True},
+                  f"{pod.name}'s /info through kubectl proxy: its name, the ordinal from it, the "
+                  f"namespace {self.app.namespace}, its address {pod.ip} and node {NODE}; ready")
 
     def s3_stable_storage(self):
         i = max(self.c.pods)
@@ -597,6 +738,7 @@ def main():
             ("1 seed flows: the README's through the real kubectl proxy, each ingress",
              e.s1_seed_flows),
             ("2 identity: hostname, DNS name, resolver, user", e.s2_identity),
+            ("8 /info: every pod's namespace, address, node and ordinal", e.s8_info),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),
             ("7 /cluster: every pod's data; stalled, stopped, overfilled peers", e.s7_cluster),
             ("4 scaling 3 -> 5 -> 2 -> 3 in ordinal order, volumes kept", e.s4_scaling),

@@ -484,6 +484,214 @@ class E2E:
                   f"{pod.name}'s /info through kubectl proxy: its name, the ordinal from it, the "
                   f"namespace {self.app.namespace}, its address {pod.ip} and node {NODE}; ready")
 
+    def pod_named(self, name, what):
+        pod = next((p for p in self.c.ready_pods() if p.name == name), None)
+        if pod is None:
+            raise Failed(f"{what} names {name}, which is not a ready pod of the StatefulSet here")
+        return pod
+
+    def wait_gets(self, pods, fqdns, t0, bound, what):
+        """Asks each pod's /get through kubectl proxy until it lists exactly `fqdns`; fails
+        unless every one does within `bound` seconds of t0."""
+        want = self.expected_get(fqdns)
+        pending, last = {p.name for p in pods}, {}
+        while True:
+            for p in pods:
+                if p.name in pending:
+                    got = self.c.proxy(p.name, "GET", "/get")
+                    if got == (200, want):
+                        pending.discard(p.name)
+                    last[p.name] = got
+            took = time.monotonic() - t0
+            if not pending or took > bound:
+                break
+            time.sleep(0.25)
+        if pending:
+            raise Failed(f"{what}: {took:.1f} s on, the /get of {', '.join(sorted(pending))} "
+                         f"still is not\n    expected: {want!r}\n    got:      "
+                         f"{ {n: last[n] for n in pending}!r}")
+        ok(f"{what}: the /get of every pod ({', '.join(p.name for p in pods)}) lists exactly "
+           f"the {len(fqdns)} others within {took:.1f} s (bound {bound:.0f} s)"
+           if len(fqdns) < len(pods) else
+           f"{what}: the /get of every pod ({', '.join(p.name for p in pods)}) lists all "
+           f"{len(fqdns)} within {took:.1f} s (bound {bound:.0f} s)")
+
+    def s9_out_of_service(self):
+        """The README's "Take a pod out of service": its kubectl proxy commands run as written,
+        what they print compared with what it shows (times aside); then what it says to watch:
+        the kubelet marks the pod not Ready, every pod's /get drops it within the DNS TTL plus
+        the probe's failure time, a peer's /cluster shows the hole, the ingress sends it
+        nothing; and after enable, all of it back."""
+        app, port = self.app, self.c.proxy_port
+        lines, shown = readme_example("that disables a pod's readiness through kubectl proxy",
+                                      lambda ls: any("/proxy/readyz/disable" in ln for ln in ls))
+        name = re.search(r"/pods/([^/]+)/proxy/readyz/disable", "\n".join(lines)).group(1)
+        pod = self.pod_named(name, "the README's disable example")
+        fqdn = self.fqdn(pod.i)
+        others = [p for p in self.c.ready_pods() if p is not pod]
+        everyone = self.c.ready_pods()
+        enabled = False
+        t0 = time.monotonic()
+        try:
+            out = as_shown([run_readme_curl(ln, README_PROXY, port) for ln in lines])
+            equal(normalise_times(out), normalise_times(shown or b""),
+                  f"the README's {len(lines)} commands that take {name} out of service print "
+                  "what it shows (times aside: one time, twice)")
+            for ln in lines:
+                print(f"       {ln}")
+            since = TIME_BYTES.search(out).group(0).decode()
+            why = f"readiness disabled by POST /readyz/disable at {since}"
+            equal(self.c.proxy(name, "GET", "/readyz"), (503, f"not ready: {why}\n".encode()),
+                  f"{name}'s /readyz answers 503 with the reason")
+            equal(self.c.proxy(name, "GET", "/healthz"), (200, b"ok\n"),
+                  f"{name}'s /healthz still answers 200 (liveness untouched: no restart)")
+            info = self.info(name)
+            equal((info["ready"], info["not_ready_because"]), (False, why),
+                  f"{name}'s /info says why it is not ready")
+            bound = self.c.failure_seconds() + RECONCILE_SLACK
+            noticed = self.c.wait_for(lambda: not pod.ready, bound)
+            expect(noticed, f"the kubelet's probe marks {name} not Ready within {bound:.0f} s "
+                   f"({app.ready_failures} failures {app.ready_period} s apart), "
+                   f"{time.monotonic() - t0:.1f} s after the disable")
+            self.wait_gets(everyone, [self.fqdn(p.i) for p in others], t0,
+                           DNS_TTL + bound, f"{name} out of service")
+            # The README's peer /get, as written: byte for byte what it shows.
+            get_lines, get_shown = readme_example(
+                "with a peer's /get through kubectl proxy",
+                lambda ls: len(ls) == 1 and ls[0].startswith(f"curl {README_PROXY}/")
+                and ls[0].endswith("/proxy/get"))
+            equal(run_readme_curl(get_lines[0], README_PROXY, port), get_shown,
+                  f"{get_lines[0]} prints what the README shows, byte for byte")
+            asker = self.pod_named(re.search(r"/pods/([^/]+)/", get_lines[0]).group(1),
+                                   "the README's peer /get example")
+            # A peer's /cluster shows the hole, in the README's words.
+            page = self.c.proxy(asker.name, "GET", "/cluster")
+            self.check_cluster(page, f"{asker.name}'s /cluster with {name} out of service")
+            gap = readme_quote("a peer's /cluster line for a pod out of service",
+                               r"`(- \S+: not in the Service: not ready, or gone)`")
+            expect(f"\n{gap}\n".encode() in page[1],
+                   f"{asker.name}'s /cluster has the README's line {gap!r}")
+            own = readme_quote("the line of a pod out of service on its own /cluster",
+                               r"`(not in the Service: this pod, [^`]*?) ?\.\.\.`")
+            line = f"- {fqdn}: not in the Service: this pod, {why}"
+            expect(line.startswith(f"- {fqdn}: {own}"), f"the README's {own!r} is what {name} "
+                   "says of itself", line)
+            page = self.c.proxy(name, "GET", "/cluster")
+            self.check_cluster(page, f"{name}'s own /cluster while out of service")
+            expect(f"\n{line}\n".encode() in page[1], f"{name}'s own /cluster says {line!r}")
+            # The ingress sends it nothing, through every component.
+            before = self.c.file_bytes(pod.i)
+            names = {p.name for p in others}
+            for comp in self.c.routes:
+                landed = []
+                for _ in range(2 * len(others)):
+                    body = token(f"no-{name}")
+                    status, reply = self.c.ingress("POST", "/stateful/store", body.encode(),
+                                                   comp=comp)
+                    m = re.fullmatch(rb"hello from v2:(\S+)", reply)
+                    if status != 200 or not m or m.group(1).decode() not in names:
+                        raise Failed(f"POST /stateful/store through {comp} with {name} out of "
+                                     f"service: {status} {reply!r}")
+                    landed.append(m.group(1).decode())
+                    if not self.c.file_bytes(self.pod_named(landed[-1], "a reply").i).endswith(
+                            body.encode()):
+                        raise Failed(f"{body!r} is not at the end of {landed[-1]}'s file")
+                ok(f"{len(landed)} stores through {comp} all land on {', '.join(sorted(names))} "
+                   f"({', '.join(f'{n} x{landed.count(n)}' for n in sorted(set(landed)))})")
+            equal(self.c.file_bytes(pod.i), before, f"{name}'s data file gained nothing")
+            # Put it back, with the README's command.
+            lines, shown = readme_example(
+                "that enables a pod's readiness through kubectl proxy",
+                lambda ls: any("/proxy/readyz/enable" in ln for ln in ls))
+            t1 = time.monotonic()
+            out = as_shown([run_readme_curl(ln, README_PROXY, port) for ln in lines])
+            enabled = True
+            equal(normalise_times(out), normalise_times(shown or b""),
+                  f"the README's command that puts {name} back prints what it shows (time aside)")
+            equal(TIME_BYTES.findall(out), [since.encode()],
+                  "and names the time it was disabled at")
+            equal(self.c.proxy(name, "GET", "/readyz"), (200, b"ready\n"),
+                  f"{name}'s /readyz answers 200 again")
+            bound = (app.ready_period * app.ready_successes + app.ready_timeout
+                     + RECONCILE_SLACK)
+            expect(self.c.wait_for(lambda: pod.ready, bound),
+                   f"the kubelet marks {name} Ready again within {bound:.0f} s, "
+                   f"{time.monotonic() - t1:.1f} s after the enable")
+            self.wait_gets(everyone, [self.fqdn(p.i) for p in everyone], t1, DNS_TTL + bound,
+                           f"{name} back in service")
+        finally:
+            if not enabled:
+                try:
+                    self.c.proxy(name, "POST", "/readyz/enable")
+                except OSError:
+                    pass  # the restore after a failed scenario replaces it
+
+    def s10_ordered_ready(self):
+        """The README's ordered scale-up behind a pod that is not ready: with it disabled the
+        StatefulSet creates no next pod for a few probe periods; enabled, the scale-up goes
+        on, and the new pod comes only after it is Ready. The replica count is restored."""
+        app = self.app
+        m = re.search(r"`make scale REPLICAS=(\d+)` creates no `([^`]+)`\s+while `([^`]+)` is "
+                      r"not ready", readme_text())
+        if not m:
+            raise Failed("the README no longer says which pod an ordered scale-up waits for")
+        n, new, name = int(m.group(1)), m.group(2), m.group(3)
+        if len(self.c.pods) + 1 != n or app.pod_name(n - 1) != new:
+            raise Failed(f"the README's scale to {n} creating {new} does not fit "
+                         f"{len(self.c.pods)} pods")
+        held = self.pod_named(name, "the README's ordered scale-up example")
+        equal(self.c.proxy(name, "POST", "/readyz/disable")[0], 200,
+              f"POST .../pods/{name}/proxy/readyz/disable answers 200")
+        errors, thread = [], None
+        try:
+            bound = self.c.failure_seconds() + RECONCILE_SLACK
+            expect(self.c.wait_for(lambda: not held.ready, bound),
+                   f"the kubelet marks {name} not Ready within {bound:.0f} s")
+
+            def scale_up():
+                try:
+                    self.c.scale(n, deadline_s=60)
+                except (RuntimeError, AssertionError, OSError) as err:
+                    errors.append(err)
+
+            print(f"  -- scale to {n} while {name} is not Ready")
+            thread = threading.Thread(target=scale_up, name="statefulset controller")
+            thread.start()
+            hold = 3 * app.ready_period
+            created = self.c.wait_for(lambda: n - 1 in self.c.pods, hold)
+            expect(not created and thread.is_alive() and not errors,
+                   f"for {hold} s (3 probe periods) the StatefulSet creates no {new}: it waits "
+                   f"for {name}", f"created: {created}, errors: {errors}")
+            self.expect_status(self.c.proxy(new, "GET", "/healthz"), 404, "NotFound",
+                               f'pods "{new}" not found',
+                               f"GET .../pods/{new}/proxy/healthz meanwhile (no such pod)")
+            exists = subprocess.run(["podman", "container", "exists", f"{self.c.prefix}-{new}"])
+            expect(exists.returncode == 1, f"no container was started for {new}")
+            t1 = time.monotonic()
+            equal(self.c.proxy(name, "POST", "/readyz/enable")[0], 200,
+                  f"POST .../pods/{name}/proxy/readyz/enable answers 200")
+            thread.join(60)
+            expect(not thread.is_alive() and not errors,
+                   f"with {name} enabled the scale-up to {n} completes "
+                   f"({time.monotonic() - t1:.1f} s)", f"errors: {errors}")
+            pod = self.c.pods.get(n - 1)
+            expect(pod is not None and pod.ready and held.ready, f"{new} exists and is Ready")
+            expect(pod.created_at >= held.readiness_changed_at,
+                   f"{new} was created {pod.created_at - held.readiness_changed_at:.1f} s after "
+                   f"{name} was Ready again, not before")
+            equal(self.info(new)["ordinal"], n - 1, f"{new}'s /info says ordinal {n - 1}")
+            self.wait_get(f"{n} pods")
+        finally:
+            if thread is not None and thread.is_alive():
+                try:
+                    self.c.proxy(name, "POST", "/readyz/enable")
+                except OSError:
+                    pass
+                thread.join(60)
+        print(f"  -- scale back to {app.replicas}")
+        self.c.scale(app.replicas)
+        self.wait_get(f"back to {app.replicas} pods")
+
     def s3_stable_storage(self):
         i = max(self.c.pods)
         pod = self.c.pods[i]
@@ -741,6 +949,9 @@ def main():
             ("8 /info: every pod's namespace, address, node and ordinal", e.s8_info),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),
             ("7 /cluster: every pod's data; stalled, stopped, overfilled peers", e.s7_cluster),
+            ("9 out of service: readiness disabled, the README's commands, DNS, /cluster, "
+             "ingress", e.s9_out_of_service),
+            ("10 OrderedReady: no scale-up past a pod that is not Ready", e.s10_ordered_ready),
             ("4 scaling 3 -> 5 -> 2 -> 3 in ordinal order, volumes kept", e.s4_scaling),
             ("5 rolling restart under load: no acknowledged write lost", e.s5_rolling_restart),
             ("6 peer discovery at scale: 100 endpoints over TCP", e.s6_peer_discovery_at_scale),

@@ -105,6 +105,7 @@ class Pod:
         self.hold_epoch = 0
         self.readiness_changed_at = None  # time.monotonic() of the last change of `ready`
         self.prober = None
+        self.created_at = time.monotonic()
 
     def fqdn(self, app):
         return f"{self.name}.{app.service_name}.{app.namespace}.svc.{ZONE}."
@@ -259,6 +260,7 @@ class Cluster:
         pod = Pod(self, i)
         with self.lock:
             self.pods[i] = pod
+            self.changed.notify_all()
         if before_start:
             before_start(pod)
         vol = self.volume(i)

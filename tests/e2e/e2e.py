@@ -692,6 +692,153 @@ class E2E:
         self.c.scale(app.replicas)
         self.wait_get(f"back to {app.replicas} pods")
 
+    def volume_line(self, name):
+        """The `volume:` line of a pod's / page, through kubectl proxy."""
+        status, page = self.c.proxy(name, "GET", "/")
+        m = re.search(rb"^volume: (.*)$", page, re.M)
+        if status != 200 or not m:
+            raise Failed(f"GET .../pods/{name}/proxy/: no volume line: {status} {page!r}")
+        return m.group(1).decode()
+
+    def swap_volumes(self, a, b):
+        """Pods a and b stopped (the highest first), their volume folders swapped on the host,
+        then started again in order: each starts on the other's volume. A StatefulSet never
+        does this; a claim bound by hand to the wrong pod, or a volume restored from another
+        pod's snapshot, does."""
+        for i in sorted((a, b), reverse=True):
+            name = self.app.pod_name(i)
+            code, _ = self.c.delete_pod(i)
+            if code != 0:
+                raise Failed(f"{name} exited {code} on SIGTERM")
+        va, vb = self.c.volume(a), self.c.volume(b)
+        os.rename(va, va + ".swap")
+        os.rename(vb, va)
+        os.rename(va + ".swap", vb)
+        for i in sorted((a, b)):
+            self.c.create_pod(i)
+        log(f"{self.app.pod_name(a)} and {self.app.pod_name(b)} started again on each other's "
+            "volume")
+
+    def s11_lineage(self):
+        """The README's "Whose volume is it?": a pod deleted and recreated comes back to its
+        own volume, which counts one more start and did not change hands (the README's
+        commands run as written, the kubectl ones emulated); then two pods started on each
+        other's volume: each says so in its log, its /info and /, and a peer's /cluster marks
+        both. Their volumes are given back after, and each then changed hands once more."""
+        port = self.c.proxy_port
+        lines, _ = readme_example("that deletes a pod and reads its /info before and after",
+                                  lambda ls: any(ln.startswith("kubectl delete pod ")
+                                                 for ln in ls))
+        names = {p.name: i for i, p in self.c.pods.items()}
+        infos = []
+        for line in lines:
+            deleted = re.fullmatch(r"kubectl delete pod (\S+)", line)
+            waited = re.fullmatch(r"kubectl wait --for=condition=Ready pod/(\S+)", line)
+            print(f"       {line}")
+            if line.startswith(f"curl {README_PROXY}/"):
+                out = run_readme_curl(line, README_PROXY, port)
+                try:
+                    infos.append(json.loads(out))
+                except ValueError as err:
+                    raise Failed(f"{line}: not JSON: {err}: {out!r}")
+            elif deleted and deleted.group(1) in names:
+                code, took = self.c.delete_pod(names[deleted.group(1)])
+                equal(code, 0, f"{deleted.group(1)} deleted: exit 0 on SIGTERM")
+                # The StatefulSet controller creates it again: the same name, the same claim.
+                self.c.create_pod(names[deleted.group(1)], wait_ready=False)
+            elif waited and waited.group(1) in names:
+                self.c.wait_ready(self.c.pods[names[waited.group(1)]])
+            else:
+                raise Failed(f"the README's line {line!r}: not a command the e2e can run here")
+        if len(infos) != 2:
+            raise Failed(f"the README's block reads /info {len(infos)} times, not before and after")
+        before, after = infos
+        name = after["hostname"]
+        for info, when in ((before, "before"), (after, "after")):
+            self.check_info_shape(info, f"{name}'s /info {when} the delete")
+        vb, va = before["volume"], after["volume"]
+        expect(va["created"] is not None and va["created"] == vb["created"],
+               f"{name} came back to the volume it created: volume.created the same "
+               f"({va['created']})")
+        equal(va["starts"], vb["starts"] + 1, "volume.starts is one more")
+        equal(va["moved_from"], None, "volume.moved_from is null: the same hands")
+        equal(va["recent"][-1], {"pod": name, "at": after["started_at"]},
+              "volume.recent ends with this start")
+        equal(va["recent"][:-1], vb["recent"][len(vb["recent"]) + 1 - len(va["recent"]):],
+              "the starts before it are the ones /info listed before the delete")
+        summary = (f"created by {va['created']['pod']} at {va['created']['at']}; {va['starts']} "
+                   f"starts, the last by {name} at {after['started_at']}")
+        equal(va["summary"], summary, "volume.summary says so in one line")
+        equal(self.volume_line(name), summary, f"{name}'s / shows that line as its volume line")
+
+        # Two pods on each other's volume.
+        a, b = sorted(self.c.pods)[-2:]
+        asker = self.c.pods[min(self.c.pods)]
+        pods = {a: self.app.pod_name(a), b: self.app.pod_name(b)}
+        old = {i: self.info(pods[i]) for i in (a, b)}
+        data = {i: self.c.file_bytes(i) for i in (a, b)}
+        changed = re.search(r"ends its volume line with `(CHANGED HANDS: last used by )(\S+)"
+                            r"( \(started )<time>(\))`", readme_text())
+        mark = re.search(r"marks that pod:\s+`- \S+: (\(volume changed hands: last used by )"
+                         r"(\S+)(\)) \.\.\.`", readme_text())
+        if not changed or not mark:
+            raise Failed("the README no longer shows the changed-hands line of / or /cluster")
+        self.swap_volumes(a, b)
+        for i, j in ((a, b), (b, a)):
+            name, other, last = pods[i], pods[j], old[j]["started_at"]
+            logs = subprocess.run(["podman", "logs", self.c.pods[i].ctr], capture_output=True,
+                                  text=True)
+            warning = (f"this volume was last used by pod {other} (started {last}), not by "
+                       f"{name}: a StatefulSet gives each pod a volume of its own, and this one "
+                       "changed hands")
+            expect(any("WARN" in ln and warning in ln
+                       for ln in (logs.stdout + logs.stderr).splitlines()),
+                   f"{name}'s log warns at start: {warning!r}", logs.stdout + logs.stderr)
+            info = self.info(name)
+            self.check_info_shape(info, f"{name}'s /info on {other}'s volume", moved=True)
+            equal(info["volume"]["moved_from"], {"pod": other, "at": last},
+                  f"{name}'s /info: volume.moved_from names {other} and its last start")
+            equal((info["volume"]["created"], info["volume"]["starts"]),
+                  (old[j]["volume"]["created"], old[j]["volume"]["starts"] + 1),
+                  f"{name}'s /info: the volume's creation and starts are {other}'s volume's")
+            equal(self.c.proxy(name, "GET", "/data"), (200, data[j]),
+                  f"{name}'s /data is what {other} stored")
+            suffix = changed.group(1) + other + changed.group(3) + last + changed.group(4)
+            line = self.volume_line(name)
+            expect(line.endswith("; " + suffix), f"{name}'s / ends its volume line with the "
+                   f"README's {suffix!r}", line)
+        self.settle()
+        status, page = self.c.proxy(asker.name, "GET", "/cluster")
+        self.check_cluster((status, page), f"{asker.name}'s /cluster with two volumes swapped")
+        for i, j in ((a, b), (b, a)):
+            want = f"- {self.fqdn(i)}: {mark.group(1)}{pods[j]}{mark.group(3)} ".encode()
+            expect(re.search(b"^" + re.escape(want), page, re.M),
+                   f"{asker.name}'s /cluster marks {pods[i]} as the README shows: {want!r}")
+        status, headers, body = request("127.0.0.1", self.c.proxy_port, "GET",
+                                        self.c.proxy_path(asker.name, "/cluster"),
+                                        headers={"Accept": "application/json"})
+        try:
+            view = json.loads(body)
+            rows = {row["name"]: row for row in view["pods"]}
+            moved = {pods[i]: ((rows[pods[i]]["info"] or {}).get("volume") or {}).get(
+                "moved_from", {}) for i in (a, b)}
+        except (ValueError, KeyError, TypeError) as err:
+            raise Failed(f"/cluster as JSON from {asker.name}: {err}: {body!r}")
+        equal((status, headers.get("Content-Type"), [r["name"] for r in view["pods"]],
+               {n: (m or {}).get("pod") for n, m in moved.items()}),
+              (200, "application/json", [self.app.pod_name(k) for k in sorted(self.c.pods)],
+               {pods[a]: pods[b], pods[b]: pods[a]}),
+              f"{asker.name}'s /cluster as JSON lists the pods in order, and the info of each "
+              "swapped one names the other in volume.moved_from")
+        # Each volume back to its pod: the data is theirs again, and the lineage says the
+        # volume changed hands once more (from the pod that borrowed it).
+        self.swap_volumes(a, b)
+        for i, j in ((a, b), (b, a)):
+            equal(self.c.proxy(pods[i], "GET", "/data"), (200, data[i]),
+                  f"{pods[i]} is back on its own volume, with its own data")
+            equal((self.info(pods[i])["volume"]["moved_from"] or {}).get("pod"), pods[j],
+                  f"{pods[i]}'s volume says it was last used by {pods[j]}, which borrowed it")
+
     def s3_stable_storage(self):
         i = max(self.c.pods)
         pod = self.c.pods[i]
@@ -953,6 +1100,8 @@ def main():
              "ingress", e.s9_out_of_service),
             ("10 OrderedReady: no scale-up past a pod that is not Ready", e.s10_ordered_ready),
             ("4 scaling 3 -> 5 -> 2 -> 3 in ordinal order, volumes kept", e.s4_scaling),
+            ("11 volume lineage: a pod back on its own volume, two pods on each other's",
+             e.s11_lineage),
             ("5 rolling restart under load: no acknowledged write lost", e.s5_rolling_restart),
             ("6 peer discovery at scale: 100 endpoints over TCP", e.s6_peer_discovery_at_scale),
         ]

@@ -12,9 +12,12 @@ real `kubectl proxy`, all driven from the rendered manifests (manifests.py).
   manifests, the address the pod is started with (chosen before the start, each given out once)
   and the emulation's one node, NODE.
 - Readiness: the kubelet's httpGet readinessProbe, probed all the pod's life on a thread per pod
-  with the manifest's path, (named) port, periodSeconds, timeoutSeconds, failureThreshold and
-  successThreshold; each change of a pod's readiness updates DNS and the ingress at once, as the
-  endpoints controller would. A deleted pod leaves them at once, whatever its probe says.
+  with the manifest's path, (named) port, initialDelaySeconds, periodSeconds, timeoutSeconds,
+  failureThreshold and successThreshold; each change of a pod's readiness updates DNS and the
+  ingress at once, as the endpoints controller would. A deleted pod leaves them at once,
+  whatever its probe says. A scenario may hold a pod's probe (hold_probes) to look at the
+  window before the kubelet notices a hung or dead pod without racing it. The livenessProbe is
+  not emulated: no container is restarted by it.
 - StatefulSet controller: OrderedReady scaling, one pod at a time, each step only once every pod
   below the one it creates or deletes is Running and Ready.
 - Ingress: one nginx with a server per ingress component (ingress-nginx regex + rewrite-target,

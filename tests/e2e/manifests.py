@@ -3,9 +3,10 @@
 The manifests are rendered by the Makefile's own `make manifests INGRESS=<component>` (the
 overlay `make deploy` applies), then turned into JSON offline by kubectl
 (`kubectl label --local -o json`), so no YAML library is needed. Every value the emulation
-uses (names, replicas, ports and their names, mount path, user, probes, the ingress rewrite of
-each component) comes from here; a value the emulation cannot honour is an error that names it,
-the way the cluster would refuse or silently break on it.
+uses (names, replicas, ports and their names, mount path, user, the environment with the
+downward API's pod fields to fill in per pod, the readiness probe and its timing, the ingress
+rewrite of each component) comes from here; a value the emulation cannot honour is an error that
+names it, the way the cluster would refuse or silently break on it.
 """
 
 import json

@@ -663,7 +663,9 @@ class E2E:
                     errors.append(err)
 
             print(f"  -- scale to {n} while {name} is not Ready")
-            thread = threading.Thread(target=scale_up, name="statefulset controller")
+            # A daemon: a harness told to stop (SIGTERM) does not wait for it at exit.
+            thread = threading.Thread(target=scale_up, name="statefulset controller",
+                                      daemon=True)
             thread.start()
             hold = 3 * app.ready_period
             created = self.c.wait_for(lambda: n - 1 in self.c.pods, hold)

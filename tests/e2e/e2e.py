@@ -2,7 +2,15 @@
 ingress component, and what a StatefulSet promises (stable names and storage, ordered scaling,
 rolling restarts without lost writes, peer discovery, every pod's data on /cluster), against the
 real image run as a StatefulSet emulated on this machine (emulation.py), with every value taken
-from the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`)."""
+from the rendered manifests (manifests.py). Run by tests/e2e/run (`make e2e`).
+
+The README's kubectl proxy commands are run with curl as written and what they print compared
+byte for byte with its text blocks (RFC 3339 times replaced, on both sides, by <time1>, <time2>,
+... so only which times are equal is compared): Verify, "Take a pod out of service" and "Whose
+volume is it?". Past them: every pod's /info (the downward API's namespace, address and node);
+a pod out of service leaving DNS, /cluster and the ingress within the DNS TTL plus its probe's
+failure time, and an ordered scale-up waiting behind it; a pod back on its own volume, and two
+pods started on each other's (the server's warning, /info, / and every /cluster mark it)."""
 
 import json
 import os
@@ -21,12 +29,16 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manifests  # noqa: E402
-from emulation import Cluster, ZONE, DNS_TTL, http, request, log, sh, RUN  # noqa: E402
+from emulation import Cluster, ZONE, DNS_TTL, NODE, http, request, log, sh, RUN  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Where the README's examples reach `kubectl proxy` (its default port) and the ingress.
 README_PROXY = "localhost:8001"
 README_INGRESS = "http://localhost"
+# What the emulation itself may add to a bound on the kubelet's timing: rewriting dnsmasq's and
+# nginx's configurations and waiting until both serve the new endpoints (a cluster's endpoints
+# controller, CoreDNS and ingress controller take their own time too).
+RECONCILE_SLACK = 2.0
 
 
 class Failed(Exception):
@@ -53,15 +65,37 @@ def natural(name):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+def ordinal(name):
+    """The ordinal of a StatefulSet pod's name, or None."""
+    m = re.fullmatch(r".*-(0|[1-9]\d*)", name)
+    return int(m.group(1)) if m else None
+
+
 def token(prefix):
     return f"{prefix}-{''.join(random.choices(string.ascii_lowercase, k=6))};"
+
+
+def readme_text():
+    with open(os.path.join(REPO, "README.md")) as f:
+        return f.read()
+
+
+def readme_blocks():
+    """(language, text) of every fenced block of the README, in order; a block indented under
+    a list item is given without its indentation."""
+    blocks = []
+    for indent, lang, text in re.findall(r"^( *)```(\w*)\n(.*?)^\1```$", readme_text(),
+                                         re.M | re.S):
+        lines = text.splitlines(keepends=True)
+        blocks.append((lang, "".join(ln[len(indent):] if ln.startswith(indent) else ln
+                                     for ln in lines)))
+    return blocks
 
 
 def readme_example(what, match):
     """The lines of the README's first ```sh block for which match(lines) holds, and the block
     after it when that is ```text (what the commands print), else None."""
-    with open(os.path.join(REPO, "README.md")) as f:
-        blocks = re.findall(r"^```(\w*)\n(.*?)^```$", f.read(), re.M | re.S)
+    blocks = readme_blocks()
     for (lang, text), after in zip(blocks, blocks[1:] + [("", "")]):
         if lang == "sh" and match(text.splitlines()):
             return text.splitlines(), (after[1].encode() if after[0] == "text" else None)
@@ -86,6 +120,55 @@ def run_readme_curl(line, address, port):
     if out.returncode != 0:
         raise Failed(f"{line}: curl exit {out.returncode}: {out.stderr.decode().strip()}")
     return out.stdout
+
+
+def readme_json(what, match):
+    """The README's first ```json block for which match(parsed) holds, parsed."""
+    for lang, text in readme_blocks():
+        if lang == "json":
+            try:
+                parsed = json.loads(text)
+            except ValueError as err:
+                raise Failed(f"a ```json block of the README is not JSON: {err}: {text!r}")
+            if match(parsed):
+                return parsed
+    raise Failed(f"the README has no ```json block {what}")
+
+
+def readme_quote(what, pattern):
+    """Group 1 of the first match of `pattern` in the README's text: a line it quotes inline."""
+    m = re.search(pattern, readme_text())
+    if not m:
+        raise Failed(f"the README does not quote {what} (no match for {pattern!r})")
+    return m.group(1)
+
+
+# An RFC 3339 time, as the server writes them (to the second, UTC) and any other form.
+TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+TIME_BYTES = re.compile(TIME.pattern.encode())
+
+
+def normalise_times(data):
+    """`data` with its RFC 3339 times as <time1>, <time2>, ... in the order they first appear:
+    what is left to compare is where the times are and which of them are the same."""
+    seen = {}
+    return TIME_BYTES.sub(lambda m: b"<time%d>" % seen.setdefault(m.group(0), len(seen) + 1),
+                          data)
+
+
+def shape(value):
+    """The JSON value's shape: objects as their keys in order with each value's shape, arrays
+    as the set of their elements' shapes, RFC 3339 strings as "time", other scalars as their
+    type ("null" for null)."""
+    if isinstance(value, dict):
+        return tuple((k, shape(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return ("array", frozenset(shape(v) for v in value))
+    if isinstance(value, str) and TIME.fullmatch(value):
+        return "time"
+    if value is None:
+        return "null"
+    return type(value).__name__  # bool is bool, not int
 
 
 def as_shown(outputs):
@@ -165,15 +248,47 @@ class E2E:
             return data
         return f"(last {self.cap} of {len(data)} bytes) ".encode() + data[-self.cap:]
 
+    def fqdn(self, i):
+        a = self.app
+        return f"{a.pod_name(i)}.{a.service_name}.{a.namespace}.svc.{ZONE}."
+
+    def lineage(self, i):
+        """The lineage the server of pod i recorded at its start, from the file beside its
+        data file on the volume (what its /info shows until it starts again)."""
+        path = self.c.data_file_on_host(i) + ".lineage"
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except ValueError as err:
+            raise Failed(f"{path} on {self.app.pod_name(i)}'s volume is not JSON: {err}")
+
+    def moved_mark(self, i):
+        """What /cluster puts before a pod's data when its volume's last start was another
+        pod's."""
+        moved = (self.lineage(i) or {}).get("moved_from")
+        return f"(volume changed hands: last used by {moved['pod']}) ".encode() if moved else b""
+
     def expected_cluster(self, hit, errors=()):
-        """The /cluster page answered by `hit`, each peer's data from its file on the volume.
-        Peers in `errors` are expected as `error: <reason>` (checked by pattern)."""
+        """The /cluster page answered by `hit`: a line per ordinal up to the highest of the
+        ready pods and `hit`'s own. A ready pod's line holds its data from its file on the
+        volume, after a mark when the lineage on its volume says it changed hands; peers in
+        `errors` hold `error: <reason>` instead (checked by pattern). An ordinal without a ready
+        pod is `not in the Service: not ready, or gone`, or for `hit` itself `this pod, <why>`
+        (checked by pattern)."""
         page = f"You've hit {hit}\nData stored in the cluster:\n".encode()
-        for p in sorted(self.c.ready_pods(), key=lambda p: natural(p.name)):
-            if p.i in errors:
-                page += f"- {p.fqdn(self.app)}: error: ".encode() + b"\x00"
+        ready = {p.i: p for p in self.c.ready_pods()}
+        own = ordinal(hit)
+        for k in range(max(list(ready) + ([own] if own is not None else []), default=-1) + 1):
+            page += f"- {self.fqdn(k)}: ".encode()
+            if k not in ready:
+                page += b"not in the Service: " + (b"this pod, \x00" if k == own
+                                                   else b"not ready, or gone")
+            elif k in errors:
+                page += b"error: \x00"
             else:
-                page += f"- {p.fqdn(self.app)}: ".encode() + self.shown(self.c.file_bytes(p.i))
+                page += self.moved_mark(k) + self.shown(self.c.file_bytes(k))
             page += b"\n"
         return page
 
@@ -338,6 +453,401 @@ class E2E:
                       for p in self.c.ready_pods())
         equal(sorted(srv), want, f"SRV _{self.port_name}._tcp.{self.svc_fqdn} lists every "
               "ready pod (priority 0, weight 100/n)")
+
+    def info(self, pod_name):
+        """A pod's /info through kubectl proxy, parsed."""
+        status, headers, body = self.c.proxy_full(pod_name, "GET", "/info")
+        if status != 200 or headers.get("Content-Type") != "application/json":
+            raise Failed(f"GET .../pods/{pod_name}/proxy/info: {status} "
+                         f"{headers.get('Content-Type')}: {body!r}")
+        try:
+            return json.loads(body)
+        except ValueError as err:
+            raise Failed(f"GET .../pods/{pod_name}/proxy/info is not JSON: {err}: {body!r}")
+
+    def check_info_shape(self, info, what, moved=False):
+        """/info has the keys, in order, and the shape of the README's example (times where
+        it has times); `moved`: with a start in volume.moved_from, where the example has null."""
+        example = readme_json("that is a pod's /info", lambda j: isinstance(j, dict)
+                              and "hostname" in j and "volume" in j)
+        if moved:
+            example["volume"]["moved_from"] = example["volume"]["created"]
+        equal(shape(info), shape(example), f"{what}: the keys and shape of the README's /info "
+              "example" + (", with a start in volume.moved_from" if moved else ""))
+
+    def s8_info(self):
+        """Every pod's /info through kubectl proxy: who and where it is, from the downward API
+        the manifest passes, against what the emulation gave the pod."""
+        want_fields = {"POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP",
+                       "NODE_NAME": "spec.nodeName"}
+        equal({k: v for k, v in self.app.field_env.items() if k in want_fields}, want_fields,
+              "the manifest passes the pod's namespace, IP and node from the downward API")
+        for pod in self.c.ready_pods():
+            info = self.info(pod.name)
+            self.check_info_shape(info, f"{pod.name}'s /info")
+            keys = ("hostname", "ordinal", "namespace", "pod_ip", "node", "ready")
+            equal({k: info.get(k) for k in keys},
+                  {"hostname": pod.name, "ordinal": pod.i, "namespace": self.app.namespace,
+                   "pod_ip": pod.ip, "node": NODE, "ready": True},
+                  f"{pod.name}'s /info through kubectl proxy: its name, the ordinal from it, the "
+                  f"namespace {self.app.namespace}, its address {pod.ip} and node {NODE}; ready")
+
+    def pod_named(self, name, what):
+        pod = next((p for p in self.c.ready_pods() if p.name == name), None)
+        if pod is None:
+            raise Failed(f"{what} names {name}, which is not a ready pod of the StatefulSet here")
+        return pod
+
+    def wait_gets(self, pods, fqdns, t0, bound, what):
+        """Asks each pod's /get through kubectl proxy until it lists exactly `fqdns`; fails
+        unless every one does within `bound` seconds of t0."""
+        want = self.expected_get(fqdns)
+        pending, last = {p.name for p in pods}, {}
+        while True:
+            for p in pods:
+                if p.name in pending:
+                    got = self.c.proxy(p.name, "GET", "/get")
+                    if got == (200, want):
+                        pending.discard(p.name)
+                    last[p.name] = got
+            took = time.monotonic() - t0
+            if not pending or took > bound:
+                break
+            time.sleep(0.25)
+        if pending:
+            raise Failed(f"{what}: {took:.1f} s on, the /get of {', '.join(sorted(pending))} "
+                         f"still is not\n    expected: {want!r}\n    got:      "
+                         f"{ {n: last[n] for n in pending}!r}")
+        ok(f"{what}: the /get of every pod ({', '.join(p.name for p in pods)}) lists exactly "
+           f"the {len(fqdns)} others within {took:.1f} s (bound {bound:.0f} s)"
+           if len(fqdns) < len(pods) else
+           f"{what}: the /get of every pod ({', '.join(p.name for p in pods)}) lists all "
+           f"{len(fqdns)} within {took:.1f} s (bound {bound:.0f} s)")
+
+    def s9_out_of_service(self):
+        """The README's "Take a pod out of service": its kubectl proxy commands run as written,
+        what they print compared with what it shows (times aside); then what it says to watch:
+        the kubelet marks the pod not Ready, every pod's /get drops it within the DNS TTL plus
+        the probe's failure time, a peer's /cluster shows the hole, the ingress sends it
+        nothing; and after enable, all of it back."""
+        app, port = self.app, self.c.proxy_port
+        lines, shown = readme_example("that disables a pod's readiness through kubectl proxy",
+                                      lambda ls: any("/proxy/readyz/disable" in ln for ln in ls))
+        name = re.search(r"/pods/([^/]+)/proxy/readyz/disable", "\n".join(lines)).group(1)
+        pod = self.pod_named(name, "the README's disable example")
+        fqdn = self.fqdn(pod.i)
+        others = [p for p in self.c.ready_pods() if p is not pod]
+        everyone = self.c.ready_pods()
+        enabled = False
+        t0 = time.monotonic()
+        try:
+            out = as_shown([run_readme_curl(ln, README_PROXY, port) for ln in lines])
+            equal(normalise_times(out), normalise_times(shown or b""),
+                  f"the README's {len(lines)} commands that take {name} out of service print "
+                  "what it shows (times aside: one time, twice)")
+            for ln in lines:
+                print(f"       {ln}")
+            since = TIME_BYTES.search(out).group(0).decode()
+            why = f"readiness disabled by POST /readyz/disable at {since}"
+            equal(self.c.proxy(name, "GET", "/readyz"), (503, f"not ready: {why}\n".encode()),
+                  f"{name}'s /readyz answers 503 with the reason")
+            equal(self.c.proxy(name, "GET", "/healthz"), (200, b"ok\n"),
+                  f"{name}'s /healthz still answers 200 (liveness untouched: no restart)")
+            info = self.info(name)
+            equal((info["ready"], info["not_ready_because"]), (False, why),
+                  f"{name}'s /info says why it is not ready")
+            bound = self.c.failure_seconds() + RECONCILE_SLACK
+            noticed = self.c.wait_for(lambda: not pod.ready, bound)
+            expect(noticed, f"the kubelet's probe marks {name} not Ready within {bound:.0f} s "
+                   f"({app.ready_failures} failures {app.ready_period} s apart), "
+                   f"{time.monotonic() - t0:.1f} s after the disable")
+            self.wait_gets(everyone, [self.fqdn(p.i) for p in others], t0,
+                           DNS_TTL + bound, f"{name} out of service")
+            # The README's peer /get, as written: byte for byte what it shows.
+            get_lines, get_shown = readme_example(
+                "with a peer's /get through kubectl proxy",
+                lambda ls: len(ls) == 1 and ls[0].startswith(f"curl {README_PROXY}/")
+                and ls[0].endswith("/proxy/get"))
+            equal(run_readme_curl(get_lines[0], README_PROXY, port), get_shown,
+                  f"{get_lines[0]} prints what the README shows, byte for byte")
+            asker = self.pod_named(re.search(r"/pods/([^/]+)/", get_lines[0]).group(1),
+                                   "the README's peer /get example")
+            # A peer's /cluster shows the hole, in the README's words.
+            page = self.c.proxy(asker.name, "GET", "/cluster")
+            self.check_cluster(page, f"{asker.name}'s /cluster with {name} out of service")
+            gap = readme_quote("a peer's /cluster line for a pod out of service",
+                               r"`(- \S+: not in the Service: not ready, or gone)`")
+            expect(f"\n{gap}\n".encode() in page[1],
+                   f"{asker.name}'s /cluster has the README's line {gap!r}")
+            own = readme_quote("the line of a pod out of service on its own /cluster",
+                               r"`(not in the Service: this pod, [^`]*?) ?\.\.\.`")
+            line = f"- {fqdn}: not in the Service: this pod, {why}"
+            expect(line.startswith(f"- {fqdn}: {own}"), f"the README's {own!r} is what {name} "
+                   "says of itself", line)
+            page = self.c.proxy(name, "GET", "/cluster")
+            self.check_cluster(page, f"{name}'s own /cluster while out of service")
+            expect(f"\n{line}\n".encode() in page[1], f"{name}'s own /cluster says {line!r}")
+            # The ingress sends it nothing, through every component.
+            before = self.c.file_bytes(pod.i)
+            names = {p.name for p in others}
+            for comp in self.c.routes:
+                landed = []
+                for _ in range(2 * len(others)):
+                    body = token(f"no-{name}")
+                    status, reply = self.c.ingress("POST", "/stateful/store", body.encode(),
+                                                   comp=comp)
+                    m = re.fullmatch(rb"hello from v2:(\S+)", reply)
+                    if status != 200 or not m or m.group(1).decode() not in names:
+                        raise Failed(f"POST /stateful/store through {comp} with {name} out of "
+                                     f"service: {status} {reply!r}")
+                    landed.append(m.group(1).decode())
+                    if not self.c.file_bytes(self.pod_named(landed[-1], "a reply").i).endswith(
+                            body.encode()):
+                        raise Failed(f"{body!r} is not at the end of {landed[-1]}'s file")
+                ok(f"{len(landed)} stores through {comp} all land on {', '.join(sorted(names))} "
+                   f"({', '.join(f'{n} x{landed.count(n)}' for n in sorted(set(landed)))})")
+            equal(self.c.file_bytes(pod.i), before, f"{name}'s data file gained nothing")
+            # Put it back, with the README's command.
+            lines, shown = readme_example(
+                "that enables a pod's readiness through kubectl proxy",
+                lambda ls: any("/proxy/readyz/enable" in ln for ln in ls))
+            t1 = time.monotonic()
+            out = as_shown([run_readme_curl(ln, README_PROXY, port) for ln in lines])
+            enabled = True
+            equal(normalise_times(out), normalise_times(shown or b""),
+                  f"the README's command that puts {name} back prints what it shows (time aside)")
+            equal(TIME_BYTES.findall(out), [since.encode()],
+                  "and names the time it was disabled at")
+            equal(self.c.proxy(name, "GET", "/readyz"), (200, b"ready\n"),
+                  f"{name}'s /readyz answers 200 again")
+            bound = (app.ready_period * app.ready_successes + app.ready_timeout
+                     + RECONCILE_SLACK)
+            expect(self.c.wait_for(lambda: pod.ready, bound),
+                   f"the kubelet marks {name} Ready again within {bound:.0f} s, "
+                   f"{time.monotonic() - t1:.1f} s after the enable")
+            self.wait_gets(everyone, [self.fqdn(p.i) for p in everyone], t1, DNS_TTL + bound,
+                           f"{name} back in service")
+        finally:
+            if not enabled:
+                try:
+                    self.c.proxy(name, "POST", "/readyz/enable")
+                except OSError:
+                    pass  # the restore after a failed scenario replaces it
+
+    def s10_ordered_ready(self):
+        """The README's ordered scale-up behind a pod that is not ready: with it disabled the
+        StatefulSet creates no next pod for a few probe periods; enabled, the scale-up goes
+        on, and the new pod comes only after it is Ready. The replica count is restored."""
+        app = self.app
+        m = re.search(r"`make scale REPLICAS=(\d+)` creates no `([^`]+)`\s+while `([^`]+)` is "
+                      r"not ready", readme_text())
+        if not m:
+            raise Failed("the README no longer says which pod an ordered scale-up waits for")
+        n, new, name = int(m.group(1)), m.group(2), m.group(3)
+        if len(self.c.pods) + 1 != n or app.pod_name(n - 1) != new:
+            raise Failed(f"the README's scale to {n} creating {new} does not fit "
+                         f"{len(self.c.pods)} pods")
+        held = self.pod_named(name, "the README's ordered scale-up example")
+        equal(self.c.proxy(name, "POST", "/readyz/disable")[0], 200,
+              f"POST .../pods/{name}/proxy/readyz/disable answers 200")
+        errors, thread = [], None
+        try:
+            bound = self.c.failure_seconds() + RECONCILE_SLACK
+            expect(self.c.wait_for(lambda: not held.ready, bound),
+                   f"the kubelet marks {name} not Ready within {bound:.0f} s")
+
+            def scale_up():
+                try:
+                    self.c.scale(n, deadline_s=60)
+                except (RuntimeError, AssertionError, OSError) as err:
+                    errors.append(err)
+
+            print(f"  -- scale to {n} while {name} is not Ready")
+            # A daemon: a harness told to stop (SIGTERM) does not wait for it at exit.
+            thread = threading.Thread(target=scale_up, name="statefulset controller",
+                                      daemon=True)
+            thread.start()
+            hold = 3 * app.ready_period
+            created = self.c.wait_for(lambda: n - 1 in self.c.pods, hold)
+            expect(not created and thread.is_alive() and not errors,
+                   f"for {hold} s (3 probe periods) the StatefulSet creates no {new}: it waits "
+                   f"for {name}", f"created: {created}, errors: {errors}")
+            self.expect_status(self.c.proxy(new, "GET", "/healthz"), 404, "NotFound",
+                               f'pods "{new}" not found',
+                               f"GET .../pods/{new}/proxy/healthz meanwhile (no such pod)")
+            exists = subprocess.run(["podman", "container", "exists", f"{self.c.prefix}-{new}"])
+            expect(exists.returncode == 1, f"no container was started for {new}")
+            t1 = time.monotonic()
+            equal(self.c.proxy(name, "POST", "/readyz/enable")[0], 200,
+                  f"POST .../pods/{name}/proxy/readyz/enable answers 200")
+            thread.join(60)
+            expect(not thread.is_alive() and not errors,
+                   f"with {name} enabled the scale-up to {n} completes "
+                   f"({time.monotonic() - t1:.1f} s)", f"errors: {errors}")
+            pod = self.c.pods.get(n - 1)
+            expect(pod is not None and pod.ready and held.ready, f"{new} exists and is Ready")
+            expect(pod.created_at >= held.readiness_changed_at,
+                   f"{new} was created {pod.created_at - held.readiness_changed_at:.1f} s after "
+                   f"{name} was Ready again, not before")
+            equal(self.info(new)["ordinal"], n - 1, f"{new}'s /info says ordinal {n - 1}")
+            self.wait_get(f"{n} pods")
+        finally:
+            if thread is not None and thread.is_alive():
+                try:
+                    self.c.proxy(name, "POST", "/readyz/enable")
+                except OSError:
+                    pass
+                thread.join(60)
+        print(f"  -- scale back to {app.replicas}")
+        self.c.scale(app.replicas)
+        self.wait_get(f"back to {app.replicas} pods")
+
+    def volume_line(self, name):
+        """The `volume:` line of a pod's / page, through kubectl proxy."""
+        status, page = self.c.proxy(name, "GET", "/")
+        m = re.search(rb"^volume: (.*)$", page, re.M)
+        if status != 200 or not m:
+            raise Failed(f"GET .../pods/{name}/proxy/: no volume line: {status} {page!r}")
+        return m.group(1).decode()
+
+    def swap_volumes(self, a, b):
+        """Pods a and b stopped (the highest first), their volume folders swapped on the host,
+        then started again in order: each starts on the other's volume. A StatefulSet never
+        does this; a claim bound by hand to the wrong pod, or a volume restored from another
+        pod's snapshot, does."""
+        for i in sorted((a, b), reverse=True):
+            name = self.app.pod_name(i)
+            code, _ = self.c.delete_pod(i)
+            if code != 0:
+                raise Failed(f"{name} exited {code} on SIGTERM")
+        va, vb = self.c.volume(a), self.c.volume(b)
+        os.rename(va, va + ".swap")
+        os.rename(vb, va)
+        os.rename(va + ".swap", vb)
+        for i in sorted((a, b)):
+            self.c.create_pod(i)
+        log(f"{self.app.pod_name(a)} and {self.app.pod_name(b)} started again on each other's "
+            "volume")
+
+    def s11_lineage(self):
+        """The README's "Whose volume is it?": a pod deleted and recreated comes back to its
+        own volume, which counts one more start and did not change hands (the README's
+        commands run as written, the kubectl ones emulated); then two pods started on each
+        other's volume: each says so in its log, its /info and /, and a peer's /cluster marks
+        both. Their volumes are given back after, and each then changed hands once more."""
+        port = self.c.proxy_port
+        lines, _ = readme_example("that deletes a pod and reads its /info before and after",
+                                  lambda ls: any(ln.startswith("kubectl delete pod ")
+                                                 for ln in ls))
+        names = {p.name: i for i, p in self.c.pods.items()}
+        infos = []
+        for line in lines:
+            deleted = re.fullmatch(r"kubectl delete pod (\S+)", line)
+            waited = re.fullmatch(r"kubectl wait --for=condition=Ready pod/(\S+)", line)
+            print(f"       {line}")
+            if line.startswith(f"curl {README_PROXY}/"):
+                out = run_readme_curl(line, README_PROXY, port)
+                try:
+                    infos.append(json.loads(out))
+                except ValueError as err:
+                    raise Failed(f"{line}: not JSON: {err}: {out!r}")
+            elif deleted and deleted.group(1) in names:
+                code, _ = self.c.delete_pod(names[deleted.group(1)])
+                equal(code, 0, f"{deleted.group(1)} deleted: exit 0 on SIGTERM")
+                # The StatefulSet controller creates it again: the same name, the same claim.
+                self.c.create_pod(names[deleted.group(1)], wait_ready=False)
+            elif waited and waited.group(1) in names:
+                self.c.wait_ready(self.c.pods[names[waited.group(1)]])
+            else:
+                raise Failed(f"the README's line {line!r}: not a command the e2e can run here")
+        if len(infos) != 2:
+            raise Failed(f"the README's block reads /info {len(infos)} times, not before and after")
+        before, after = infos
+        name = after["hostname"]
+        for info, when in ((before, "before"), (after, "after")):
+            self.check_info_shape(info, f"{name}'s /info {when} the delete")
+        vb, va = before["volume"], after["volume"]
+        expect(va["created"] is not None and va["created"] == vb["created"],
+               f"{name} came back to the volume it created: volume.created the same "
+               f"({va['created']})")
+        equal(va["starts"], vb["starts"] + 1, "volume.starts is one more")
+        equal(va["moved_from"], None, "volume.moved_from is null: the same hands")
+        equal(va["recent"][-1], {"pod": name, "at": after["started_at"]},
+              "volume.recent ends with this start")
+        equal(va["recent"][:-1], vb["recent"][len(vb["recent"]) + 1 - len(va["recent"]):],
+              "the starts before it are the ones /info listed before the delete")
+        summary = (f"created by {va['created']['pod']} at {va['created']['at']}; {va['starts']} "
+                   f"starts, the last by {name} at {after['started_at']}")
+        equal(va["summary"], summary, "volume.summary says so in one line")
+        equal(self.volume_line(name), summary, f"{name}'s / shows that line as its volume line")
+
+        # Two pods on each other's volume.
+        a, b = sorted(self.c.pods)[-2:]
+        asker = self.c.pods[min(self.c.pods)]
+        pods = {a: self.app.pod_name(a), b: self.app.pod_name(b)}
+        old = {i: self.info(pods[i]) for i in (a, b)}
+        data = {i: self.c.file_bytes(i) for i in (a, b)}
+        changed = re.search(r"ends its volume line with `(CHANGED HANDS: last used by )(\S+)"
+                            r"( \(started )<time>(\))`", readme_text())
+        mark = re.search(r"marks that pod:\s+`- \S+: (\(volume changed hands: last used by )"
+                         r"(\S+)(\)) \.\.\.`", readme_text())
+        if not changed or not mark:
+            raise Failed("the README no longer shows the changed-hands line of / or /cluster")
+        self.swap_volumes(a, b)
+        for i, j in ((a, b), (b, a)):
+            name, other, last = pods[i], pods[j], old[j]["started_at"]
+            logs = subprocess.run(["podman", "logs", self.c.pods[i].ctr], capture_output=True,
+                                  text=True)
+            warning = (f"this volume was last used by pod {other} (started {last}), not by "
+                       f"{name}: a StatefulSet gives each pod a volume of its own, and this one "
+                       "changed hands")
+            expect(any("WARN" in ln and warning in ln
+                       for ln in (logs.stdout + logs.stderr).splitlines()),
+                   f"{name}'s log warns at start: {warning!r}", logs.stdout + logs.stderr)
+            info = self.info(name)
+            self.check_info_shape(info, f"{name}'s /info on {other}'s volume", moved=True)
+            equal(info["volume"]["moved_from"], {"pod": other, "at": last},
+                  f"{name}'s /info: volume.moved_from names {other} and its last start")
+            equal((info["volume"]["created"], info["volume"]["starts"]),
+                  (old[j]["volume"]["created"], old[j]["volume"]["starts"] + 1),
+                  f"{name}'s /info: the volume's creation and starts are {other}'s volume's")
+            equal(self.c.proxy(name, "GET", "/data"), (200, data[j]),
+                  f"{name}'s /data is what {other} stored")
+            suffix = changed.group(1) + other + changed.group(3) + last + changed.group(4)
+            line = self.volume_line(name)
+            expect(line.endswith("; " + suffix), f"{name}'s / ends its volume line with the "
+                   f"README's {suffix!r}", line)
+        self.settle()
+        status, page = self.c.proxy(asker.name, "GET", "/cluster")
+        self.check_cluster((status, page), f"{asker.name}'s /cluster with two volumes swapped")
+        for i, j in ((a, b), (b, a)):
+            want = f"- {self.fqdn(i)}: {mark.group(1)}{pods[j]}{mark.group(3)} ".encode()
+            expect(re.search(b"^" + re.escape(want), page, re.M),
+                   f"{asker.name}'s /cluster marks {pods[i]} as the README shows: {want!r}")
+        status, headers, body = request("127.0.0.1", self.c.proxy_port, "GET",
+                                        self.c.proxy_path(asker.name, "/cluster"),
+                                        headers={"Accept": "application/json"})
+        try:
+            view = json.loads(body)
+            rows = {row["name"]: row for row in view["pods"]}
+            moved = {pods[i]: ((rows[pods[i]]["info"] or {}).get("volume") or {}).get(
+                "moved_from", {}) for i in (a, b)}
+        except (ValueError, KeyError, TypeError) as err:
+            raise Failed(f"/cluster as JSON from {asker.name}: {err}: {body!r}")
+        equal((status, headers.get("Content-Type"), [r["name"] for r in view["pods"]],
+               {n: (m or {}).get("pod") for n, m in moved.items()}),
+              (200, "application/json", [self.app.pod_name(k) for k in sorted(self.c.pods)],
+               {pods[a]: pods[b], pods[b]: pods[a]}),
+              f"{asker.name}'s /cluster as JSON lists the pods in order, and the info of each "
+              "swapped one names the other in volume.moved_from")
+        # Each volume back to its pod: the data is theirs again, and the lineage says the
+        # volume changed hands once more (from the pod that borrowed it).
+        self.swap_volumes(a, b)
+        for i, j in ((a, b), (b, a)):
+            equal(self.c.proxy(pods[i], "GET", "/data"), (200, data[i]),
+                  f"{pods[i]} is back on its own volume, with its own data")
+            equal((self.info(pods[i])["volume"]["moved_from"] or {}).get("pod"), pods[j],
+                  f"{pods[i]}'s volume says it was last used by {pods[j]}, which borrowed it")
 
     def s3_stable_storage(self):
         i = max(self.c.pods)
@@ -510,12 +1020,40 @@ class E2E:
         expect(took < self.peer_timeout + 1.5, f"answered in {took:.2f} s")
         self.check_cluster(self.c.ingress("GET", "/stateful/cluster", timeout=30),
                            f"stopped peer {dead_name}, through the ingress", errors=(dead,))
+        # The window closes: the kubelet's probe finds the pod dead within its failure time.
+        took = self.c.notice_dead_pod(dead)
+        bound = self.c.failure_seconds() + RECONCILE_SLACK
+        expect(took is not None and took <= bound,
+               f"the readiness probe marks dead {dead_name} not Ready and the endpoints drop it "
+               f"{'never' if took is None else f'{took:.1f} s'} after it probes again (bound "
+               f"{bound:.0f} s: failureThreshold x periodSeconds + timeoutSeconds, and "
+               f"{RECONCILE_SLACK:.0f} s for the endpoints)")
         self.c.forget_dead_pod(dead)
         self.c.create_pod(dead)
         equal(self.c.file_bytes(dead), data, f"{dead_name} restarted with its data")
         self.settle()
         self.check_cluster(self.c.ingress("GET", "/stateful/cluster"),
                            f"{dead_name} back: every pod's data")
+
+
+def restore(cluster, replicas):
+    """After a failed scenario, the declared state again (best effort) so the next scenario
+    still runs: pods unpaused, their probes released and readiness enabled, a pod that is still
+    not Ready after a few probes replaced, no record-only endpoints, `replicas` pods."""
+    log("restoring the declared state after the failure")
+    for p in list(cluster.pods.values()):
+        sh("podman", "unpause", p.ctr, check=False)
+        cluster.release_probes(p)
+        try:
+            http(p.ip, cluster.app.ready_port, "POST", "/readyz/enable", timeout=2)
+        except (OSError, TypeError):
+            pass  # a dead pod (or none of its address): replaced below
+    cluster.extra_endpoints = []
+    cluster.reconcile()
+    for i, p in list(cluster.pods.items()):
+        if not cluster.wait_for(lambda: p.ready, cluster.failure_seconds() + RECONCILE_SLACK):
+            cluster.forget_dead_pod(i)
+    cluster.scale(replicas)
 
 
 def shown_bytes_cap():
@@ -564,9 +1102,15 @@ def main():
             ("1 seed flows: the README's through the real kubectl proxy, each ingress",
              e.s1_seed_flows),
             ("2 identity: hostname, DNS name, resolver, user", e.s2_identity),
+            ("8 /info: every pod's namespace, address, node and ordinal", e.s8_info),
             ("3 stable storage: delete a pod, it comes back with its data", e.s3_stable_storage),
             ("7 /cluster: every pod's data; stalled, stopped, overfilled peers", e.s7_cluster),
+            ("9 out of service: readiness disabled, the README's commands, DNS, /cluster, "
+             "ingress", e.s9_out_of_service),
+            ("10 OrderedReady: no scale-up past a pod that is not Ready", e.s10_ordered_ready),
             ("4 scaling 3 -> 5 -> 2 -> 3 in ordinal order, volumes kept", e.s4_scaling),
+            ("11 volume lineage: a pod back on its own volume, two pods on each other's",
+             e.s11_lineage),
             ("5 rolling restart under load: no acknowledged write lost", e.s5_rolling_restart),
             ("6 peer discovery at scale: 100 endpoints over TCP", e.s6_peer_discovery_at_scale),
         ]
@@ -574,18 +1118,14 @@ def main():
             print(f"== scenario {title}", flush=True)
             t0 = time.monotonic()
             try:
-                if cluster.extra_endpoints or len(cluster.pods) != app.replicas or not all(
-                        p.ready for p in cluster.pods.values()):
-                    # A failed scenario may leave pods paused, dead or scaled: start from the
-                    # declared state again (best effort) so the next scenario still runs.
-                    log("restoring the declared state after the failure")
-                    for i, p in list(cluster.pods.items()):
-                        sh("podman", "unpause", p.ctr, check=False)
-                        if not p.ready:
-                            cluster.forget_dead_pod(i)
-                    cluster.extra_endpoints = []
-                    cluster.scale(app.replicas)
+                if cluster.extra_endpoints or sorted(cluster.pods) != list(
+                        range(app.replicas)) or not all(
+                        p.ready and not p.held for p in cluster.pods.values()):
+                    restore(cluster, app.replicas)
+                del cluster.errors[:]
                 fn()
+                if cluster.errors:
+                    raise Failed("on the kubelet's probe threads: " + "; ".join(cluster.errors))
                 results.append((title, "PASS", time.monotonic() - t0, ""))
             except (Failed, AssertionError, RuntimeError, OSError) as err:
                 results.append((title, "FAIL", time.monotonic() - t0, str(err)))

@@ -8,8 +8,18 @@ real `kubectl proxy`, all driven from the rendered manifests (manifests.py).
   answers for a headless Service: SRV for the name and its `_<port>._tcp.` form, the Service's A
   records, an A record per pod, for ready pods only (none: NXDOMAIN), TTL 5 s. dnsmasq reads
   srv-host only at start, so each change restarts it.
-- Readiness: the kubelet's httpGet readinessProbe, on the manifest's path and (named) port; a pod
-  joins DNS and the ingress once it passes and leaves them as soon as it is deleted.
+- Pod fields: the downward API's env entries (fieldRef) get the pod's name, the namespace of the
+  manifests, the address the pod is started with (chosen before the start, each given out once)
+  and the emulation's one node, NODE.
+- Readiness: the kubelet's httpGet readinessProbe, probed all the pod's life on a thread per pod
+  with the manifest's path, (named) port, initialDelaySeconds, periodSeconds, timeoutSeconds,
+  failureThreshold and successThreshold; each change of a pod's readiness updates DNS and the
+  ingress at once, as the endpoints controller would. A deleted pod leaves them at once,
+  whatever its probe says. A scenario may hold a pod's probe (hold_probes) to look at the
+  window before the kubelet notices a hung or dead pod without racing it. The livenessProbe is
+  not emulated: no container is restarted by it.
+- StatefulSet controller: OrderedReady scaling, one pod at a time, each step only once every pod
+  below the one it creates or deletes is Running and Ready.
 - Ingress: one nginx with a server per ingress component (ingress-nginx regex + rewrite-target,
   Traefik stripPrefixRegex, HTTPRoute ReplacePrefixMatch), upstreams the ready pods' endpoints.
 - API server: `kubectl proxy` itself, in front of the API-server stand-in of apiserver.py, whose
@@ -26,6 +36,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import http.client as httpclient
 
@@ -33,6 +44,8 @@ from apiserver import ApiServer, KubectlProxy
 
 ZONE = "cluster.local"
 DNS_TTL = 5  # CoreDNS's default TTL
+# The one node every pod of the emulation runs on (this machine): spec.nodeName of each pod.
+NODE = "e2e-node"
 
 
 def log(msg):
@@ -85,10 +98,63 @@ class Pod:
         self.i, self.name = i, cluster.app.pod_name(i)
         self.ctr = f"{cluster.prefix}-{self.name}"
         self.ip = None
+        # The kubelet's verdict from the readiness probe: what the endpoints follow.
         self.ready = False
+        # Deleted and shutting down: out of the endpoints whatever its probe says.
+        self.terminating = False
+        # While held, probe results are set aside (Cluster.hold_probes); the epoch changes at
+        # each hold and release, so a probe begun before either is set aside too.
+        self.held = False
+        self.hold_epoch = 0
+        self.readiness_changed_at = None  # time.monotonic() of the last change of `ready`
+        self.prober = None
+        self.created_at = time.monotonic()
 
     def fqdn(self, app):
         return f"{self.name}.{app.service_name}.{app.namespace}.svc.{ZONE}."
+
+
+class Prober:
+    """The kubelet's readiness probe worker for one pod's container, on a thread of its own:
+    initialDelaySeconds after the start, then every periodSeconds (a ticker: a slow probe does
+    not shift the next), an HTTP GET of the probe's path and port on the pod's address within
+    timeoutSeconds. A status from 200 to 399 is a success; any other, a refused connection or
+    a timeout is a failure. The pod starts not Ready, becomes Ready after successThreshold
+    successes in a row and not Ready after failureThreshold failures in a row, and keeps what
+    it was in between. Each change goes to the endpoints at once (Cluster.readiness_changed),
+    as the endpoints controller would carry it."""
+
+    def __init__(self, cluster, pod):
+        self.cluster, self.pod = cluster, pod
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"probe {pod.name}", daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(self.cluster.app.ready_timeout + 15)
+
+    def run(self):
+        c, app, pod = self.cluster, self.cluster.app, self.pod
+        last, run = None, 0  # the last result applied, and how many in a row
+        next_at = time.monotonic() + app.ready_delay
+        while not self.stopped.wait(max(0.0, next_at - time.monotonic())):
+            now = time.monotonic()
+            while next_at <= now:
+                next_at += app.ready_period  # ticks missed while busy are dropped
+            with c.lock:
+                if pod.held or pod.terminating:
+                    continue
+                epoch = pod.hold_epoch
+            result = c.probe(pod)
+            with c.lock:
+                if self.stopped.is_set() or pod.terminating or pod.held or pod.hold_epoch != epoch:
+                    continue
+                run = run + 1 if result == last else 1
+                last = result
+                if pod.ready != result and run >= (app.ready_successes if result
+                                                   else app.ready_failures):
+                    c.readiness_changed(pod, result, run)
 
 
 class Cluster:
@@ -107,6 +173,13 @@ class Cluster:
         self.kubectl = None
         self.generation = 0
         self.cleanups = []
+        # The pods, their readiness and the endpoints change from the probe threads and the
+        # scenario's thread: each change is made under this lock, and `changed` is notified
+        # after it, so waiting for a state is waiting on a condition, with a deadline.
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        # What went wrong on a probe thread (a reconcile that failed): reported by the harness.
+        self.errors = []
 
     # ---------- setup and teardown ----------
 
@@ -117,6 +190,10 @@ class Cluster:
         info = sh(*PODMAN, "network", "inspect", self.network, "--format",
                   "{{range .Subnets}}{{.Subnet}} {{.Gateway}}{{end}}").split()
         self.subnet, self.gateway = ipaddress.ip_network(info[0]), info[1]
+        # Pod addresses, each given out once, from the bottom of the subnet: a pod created
+        # again gets a new address, as a pod does in a cluster (and the host's neighbour table
+        # never holds a stale MAC for a reused one).
+        self.addresses = (str(h) for h in self.subnet.hosts() if str(h) != self.gateway)
         log(f"podman network {self.network}: {self.subnet}, cluster DNS on {self.gateway}")
         self.ports = {c: free_port() for c in self.routes}
         self.api = ApiServer(self.pod_address, os.path.join(self.work, "apiserver.log"))
@@ -126,6 +203,9 @@ class Cluster:
         self.reconcile()
 
     def stop(self):
+        for pod in list(self.pods.values()):
+            if pod.prober:
+                pod.prober.stop()
         for pod in list(self.pods.values()):
             sh(*PODMAN, "rm", "-f", "-t", "0", pod.ctr, check=False)
         if self.kubectl:
@@ -170,13 +250,20 @@ class Cluster:
         pod = next((p for p in list(self.pods.values()) if p.name == name), None)
         return None if pod is None else (pod.ip, self.app.proxy_port)
 
+    def pod_fields(self, pod, ip):
+        """The downward API's pod fields (manifests.POD_FIELDS) for a pod at address `ip`."""
+        return {"metadata.name": pod.name, "metadata.namespace": self.app.namespace,
+                "status.podIP": ip, "spec.nodeName": NODE}
+
     def create_pod(self, i, wait_ready=True, before_start=None):
         """Start pod i with its volume (created on first use, as a PVC is) and wait until ready.
         The pod exists from the start, without an address until its container runs:
         `before_start(pod)` runs in that window."""
         app = self.app
         pod = Pod(self, i)
-        self.pods[i] = pod
+        with self.lock:
+            self.pods[i] = pod
+            self.changed.notify_all()
         if before_start:
             before_start(pod)
         vol = self.volume(i)
@@ -203,37 +290,92 @@ class Cluster:
             args += ["--cap-drop", "all"]
         if app.no_new_privs:
             args += ["--security-opt", "no-new-privileges"]
-        for k, v in app.env.items():
+        # The pod's address is chosen before its container starts, as the network plugin
+        # chooses it before the kubelet starts the containers: status.podIP is known to them.
+        ip = next(self.addresses, None)
+        if ip is None:
+            raise RuntimeError(f"no pod address left in {self.subnet}")
+        args += ["--ip", ip]
+        fields = self.pod_fields(pod, ip)
+        for k, v in list(app.env.items()) + [(k, fields[f]) for k, f in app.field_env.items()]:
             args += ["-e", f"{k}={v}"]
         args.append(app.image)
         sh(*args)
-        pod.ip = sh(*PODMAN, "inspect", pod.ctr, "--format",
-                    f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
+        got = sh(*PODMAN, "inspect", pod.ctr, "--format",
+                 f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}').strip()
+        if got != ip:
+            raise RuntimeError(f"{pod.name} was started with --ip {ip} but podman gave it {got}")
+        with self.lock:
+            pod.ip = ip
+        pod.prober = Prober(self, pod)
         if wait_ready:
             self.wait_ready(pod)
         return pod
 
     def probe(self, pod):
-        """The kubelet's readinessProbe: httpGet on the manifest's path and port."""
-        if self.app.ready_port is None:
+        """One readinessProbe: httpGet on the manifest's path and port, within its timeout."""
+        app = self.app
+        if app.ready_port is None:
             return False  # a port name the container does not have: the probe always fails
+        headers = {"User-Agent": "kube-probe/1.32", **app.ready_headers}
         try:
-            status, _ = http(pod.ip, self.app.ready_port, "GET", self.app.ready_path, timeout=1)
+            status, _ = http(pod.ip, app.ready_port, "GET", app.ready_path,
+                             timeout=app.ready_timeout, headers=headers)
             return 200 <= status < 400
-        except OSError:
+        except (OSError, httpclient.HTTPException):
             return False
+
+    def readiness_changed(self, pod, ready, run):
+        """The kubelet's new verdict on a pod (called under the lock): the endpoints, DNS and
+        the ingress, follow it at once."""
+        first = pod.readiness_changed_at is None
+        pod.ready = ready
+        pod.readiness_changed_at = time.monotonic()
+        if not first:
+            log(f"kubelet: {pod.name} {'Ready' if ready else 'not Ready'} after {run} "
+                f"{'successful' if ready else 'failed'} probe(s) in a row")
+        try:
+            self.reconcile()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+            self.errors.append(f"endpoints after {pod.name} became "
+                               f"{'Ready' if ready else 'not Ready'}: {err}")
+        self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout):
+        """Whether predicate() (called under the lock) holds within `timeout` seconds."""
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
+
+    def hold_probes(self, pod):
+        """Set the pod's probe results aside until release_probes: a window the kubelet has
+        not noticed yet, held open so a check made in it cannot race the probe."""
+        with self.lock:
+            pod.held = True
+            pod.hold_epoch += 1
+
+    def release_probes(self, pod):
+        with self.lock:
+            pod.held = False
+            pod.hold_epoch += 1
+
+    def failure_seconds(self):
+        """The longest a Ready pod that stops passing its probe stays Ready: its next probe
+        comes within a period, and the failureThreshold-th failed one in a row ends at most a
+        timeout after it began."""
+        app = self.app
+        return app.ready_failures * app.ready_period + app.ready_timeout
 
     def wait_ready(self, pod, deadline_s=20):
         end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if self.probe(pod):
-                pod.ready = True
-                self.reconcile()
+        while True:
+            left = end - time.monotonic()
+            if self.wait_for(lambda: pod.ready, max(0.0, min(left, 0.5))):
                 return
+            if left <= 0:
+                break
             state = sh(*PODMAN, "inspect", pod.ctr, "--format", "{{.State.Status}}").strip()
             if state not in ("running", "created", "configured"):
                 break
-            time.sleep(0.1)
         state = sh(*PODMAN, "inspect", pod.ctr, "--format",
                    "{{.State.Status}} (exit code {{.State.ExitCode}})", check=False).strip()
         logs = subprocess.run(PODMAN + ["logs", pod.ctr], capture_output=True, text=True)
@@ -247,8 +389,12 @@ class Cluster:
 
         Returns (exit code, seconds from SIGTERM to exit)."""
         pod = self.pods[i]
-        pod.ready = False
-        self.reconcile()  # a terminating pod leaves the endpoints at once
+        with self.lock:
+            pod.terminating = True
+            pod.ready = False
+            self.reconcile()  # a terminating pod leaves the endpoints at once
+        if pod.prober:
+            pod.prober.stop()
         if self.app.pre_stop_sleep:
             time.sleep(self.app.pre_stop_sleep)
         pid = int(sh(*PODMAN, "inspect", pod.ctr, "--format", "{{.State.Pid}}").strip())
@@ -267,58 +413,114 @@ class Cluster:
                  "{{.State.ExitCode}} {{.State.FinishedAt.UnixNano}}").split()
         code, took = int(out[0]), int(out[1]) / 1e9 - t0
         sh(*PODMAN, "rm", "-f", pod.ctr)
-        del self.pods[i]
+        with self.lock:
+            del self.pods[i]
+            self.changed.notify_all()
         return code, took
 
     def kill_pod_unnoticed(self, i):
         """The pod dies (SIGKILL) but its endpoint is still published: the window before the
-        kubelet's readiness probe notices."""
+        kubelet's readiness probe notices, held open until notice_dead_pod."""
+        self.hold_probes(self.pods[i])
         sh(*PODMAN, "kill", "--signal", "KILL", self.pods[i].ctr)
         sh(*PODMAN, "wait", self.pods[i].ctr, check=False)
 
+    def notice_dead_pod(self, i):
+        """Ends the window kill_pod_unnoticed held open: the probe runs again. Returns the
+        seconds until the kubelet has marked the pod not Ready and the endpoints have dropped
+        it, or None when that takes longer than twice failure_seconds."""
+        pod = self.pods[i]
+        t0 = time.monotonic()
+        self.release_probes(pod)
+        if not self.wait_for(lambda: not pod.ready, 2 * self.failure_seconds()):
+            return None
+        return time.monotonic() - t0
+
     def forget_dead_pod(self, i):
-        """The probe noticed: out of the endpoints; the container is removed."""
-        pod = self.pods.pop(i)
-        self.reconcile()
+        """The pod is gone from the cluster: out of the endpoints; the container is removed."""
+        pod = self.pods[i]
+        if pod.prober:
+            pod.prober.stop()
+        with self.lock:
+            del self.pods[i]
+            pod.ready = False
+            self.reconcile()
+            self.changed.notify_all()
         sh(*PODMAN, "rm", "-f", pod.ctr, check=False)
 
     def pause(self, i):
+        """Freezes pod i (it takes connections and never answers), its probe held meanwhile:
+        the window before the kubelet notices, kept open while a check looks at it."""
+        self.hold_probes(self.pods[i])
         sh(*PODMAN, "pause", self.pods[i].ctr)
 
     def unpause(self, i):
         sh(*PODMAN, "unpause", self.pods[i].ctr)
+        self.release_probes(self.pods[i])
 
     def ready_pods(self):
-        return [self.pods[i] for i in sorted(self.pods) if self.pods[i].ready]
+        with self.lock:
+            return [self.pods[i] for i in sorted(self.pods)
+                    if self.pods[i].ready and not self.pods[i].terminating]
 
-    def scale(self, n, on_step=None):
-        """Ordered scaling: create ordinals upwards one at a time (each ready before the next),
-        delete from the highest ordinal down, one at a time."""
-        while max(self.pods, default=-1) + 1 < n:
-            i = max(self.pods, default=-1) + 1
-            self.create_pod(i)
-            log(f"created {self.pods[i].name} ({self.pods[i].ip}), ready")
+    def scale(self, n, on_step=None, deadline_s=60):
+        """The StatefulSet controller scaling to n pods with OrderedReady: it creates the
+        missing ordinals below n from the lowest up, then deletes those from n up from the
+        highest down, one pod at a time; before each step it waits until every pod below the
+        one it creates or deletes is Running and Ready (failing after deadline_s), and a pod
+        it creates is Ready before the next step."""
+        while True:
+            with self.lock:
+                missing = [k for k in range(n) if k not in self.pods]
+                extra = sorted(k for k in self.pods if k >= n)
+            if not missing and not extra:
+                return
+            i = missing[0] if missing else extra[-1]
+            verb = "create" if missing else "delete"
+            self.wait_predecessors(i, verb, deadline_s)
+            if missing:
+                self.create_pod(i)
+                log(f"created {self.pods[i].name} ({self.pods[i].ip}), ready")
+            else:
+                name = self.pods[i].name
+                code, took = self.delete_pod(i)
+                log(f"deleted {name}: exit {code} {max(took, 0):.2f} s after SIGTERM; volume kept")
             if on_step:
                 on_step()
-        while len(self.pods) > n:
-            i = max(self.pods)
-            name = self.pods[i].name
-            code, took = self.delete_pod(i)
-            log(f"deleted {name}: exit {code} {max(took, 0):.2f} s after SIGTERM; volume kept")
-            if on_step:
-                on_step()
+
+    def wait_predecessors(self, i, verb, deadline_s):
+        """OrderedReady: waits until every pod below ordinal i is Running and Ready."""
+        name = self.app.pod_name(i)
+
+        def waiting():
+            return [p.name for k, p in sorted(self.pods.items())
+                    if k < i and (not p.ready or p.terminating)]
+
+        with self.changed:
+            if not waiting():
+                return
+            log(f"StatefulSet controller: {', '.join(waiting())} not Ready, so {name} is not "
+                f"{verb}d until it is (OrderedReady)")
+            if not self.changed.wait_for(lambda: not waiting(), deadline_s):
+                raise RuntimeError(f"the StatefulSet waited {deadline_s} s to {verb} {name}: "
+                                   f"{', '.join(waiting())} never became Ready")
+        log(f"StatefulSet controller: every pod below {name} Ready: {verb} it")
 
     # ---------- endpoints: DNS and ingress ----------
 
     def endpoints(self):
         """(fqdn, ip) of every ready endpoint, real pods and record-only ones."""
-        return [(p.fqdn(self.app), p.ip) for p in self.ready_pods()] + self.extra_endpoints
+        with self.lock:
+            return [(p.fqdn(self.app), p.ip) for p in self.ready_pods()] + self.extra_endpoints
 
     def reconcile(self):
-        self.generation += 1
-        self.changed_at = time.monotonic()
-        self.write_dns()
-        self.write_nginx()
+        """The endpoints controller and the cluster DNS: the ready endpoints into dnsmasq and
+        the ingress's upstreams, done when both answer with the new state."""
+        with self.lock:
+            self.generation += 1
+            self.changed_at = time.monotonic()
+            self.write_dns()
+            self.write_nginx()
 
     def write_dns(self):
         app = self.app

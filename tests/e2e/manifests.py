@@ -3,9 +3,10 @@
 The manifests are rendered by the Makefile's own `make manifests INGRESS=<component>` (the
 overlay `make deploy` applies), then turned into JSON offline by kubectl
 (`kubectl label --local -o json`), so no YAML library is needed. Every value the emulation
-uses (names, replicas, ports and their names, mount path, user, probes, the ingress rewrite of
-each component) comes from here; a value the emulation cannot honour is an error that names it,
-the way the cluster would refuse or silently break on it.
+uses (names, replicas, ports and their names, mount path, user, the environment with the
+downward API's pod fields to fill in per pod, the readiness probe and its timing, the ingress
+rewrite of each component) comes from here; a value the emulation cannot honour is an error that
+names it, the way the cluster would refuse or silently break on it.
 """
 
 import json
@@ -27,14 +28,34 @@ def quantity_bytes(q):
 
 
 def env_value(e, container):
-    """What the kubelet puts in an env entry: a plain value, or the container's own memory
-    limit (resourceFieldRef limits.memory, divisor 1), the one reference the manifests use."""
+    """What the kubelet puts in an env entry that is the same in every pod: a plain value, or
+    the container's own memory limit (resourceFieldRef limits.memory, divisor 1), the one
+    resource reference the manifests use."""
     if "value" in e:
         return e["value"]
     ref = e.get("valueFrom", {}).get("resourceFieldRef", {})
     if ref.get("resource") == "limits.memory" and ref.get("divisor", "1") in ("1", 1):
         return str(quantity_bytes(container["resources"]["limits"]["memory"]))
-    raise ManifestError(f"env {e['name']}: only plain values and limits.memory are emulated")
+    raise ManifestError(f"env {e['name']}: only plain values, limits.memory and the pod "
+                        f"fields {', '.join(POD_FIELDS)} are emulated")
+
+
+# The downward API's pod fields the emulation can fill in truthfully for each pod (see
+# emulation.Cluster.pod_fields): its name, its namespace, the address it is started with and
+# the emulation's one node. Others (uid, labels, hostIP, ...) would be made up: refused.
+POD_FIELDS = ("metadata.name", "metadata.namespace", "status.podIP", "spec.nodeName")
+
+
+def field_path(e):
+    """The pod field an env entry takes its value from (fieldRef), or None for any other kind
+    of entry. The value differs from pod to pod, so it is filled in when a pod starts."""
+    ref = e.get("valueFrom", {}).get("fieldRef")
+    if ref is None:
+        return None
+    if ref.get("apiVersion", "v1") != "v1" or ref.get("fieldPath") not in POD_FIELDS:
+        raise ManifestError(f"env {e['name']}: fieldRef {ref.get('fieldPath')!r} is not one "
+                            f"of the emulated pod fields {', '.join(POD_FIELDS)}")
+    return ref["fieldPath"]
 
 
 class ManifestError(Exception):
@@ -102,9 +123,17 @@ class App:
         pod = tmpl["spec"]
         c = pod["containers"][0]
         self.image = c["image"]
-        self.env = {}
+        # env: the same in every pod; field_env: name -> the pod field (fieldRef) it holds.
+        # A later entry of the same name wins, as in the kubelet.
+        self.env, self.field_env = {}, {}
         for e in c.get("env", []):
-            self.env[e["name"]] = env_value(e, c)
+            self.env.pop(e["name"], None)
+            self.field_env.pop(e["name"], None)
+            path = field_path(e)
+            if path is None:
+                self.env[e["name"]] = env_value(e, c)
+            else:
+                self.field_env[e["name"]] = path
         self.ports = [(p.get("name"), p["containerPort"]) for p in c.get("ports", [])]
         psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
         self.uid = csc.get("runAsUser", psc.get("runAsUser"))
@@ -129,11 +158,22 @@ class App:
             raise ManifestError(f"expected one volumeClaimTemplate mounted, found {len(mounts)}")
         self.claim = mounts[0]["name"]
         self.mount_path = mounts[0]["mountPath"]
-        probe = c.get("readinessProbe", {}).get("httpGet")
+        readiness = c.get("readinessProbe", {})
+        probe = readiness.get("httpGet")
         if not probe:
             raise ManifestError("no httpGet readinessProbe: the emulation needs one to know readiness")
+        _need(probe.get("scheme", "HTTP") == "HTTP" and "host" not in probe,
+              "the emulation probes plain HTTP on the pod's own address (no scheme or host)")
         self.ready_path = probe.get("path", "/")
         self.ready_port = self.container_port(probe["port"])  # None: the kubelet's probe fails
+        self.ready_headers = {h["name"]: h["value"] for h in probe.get("httpHeaders", [])}
+        # How often and how strictly the kubelet probes; its defaults where the manifest is
+        # silent.
+        self.ready_delay = readiness.get("initialDelaySeconds", 0)
+        self.ready_period = readiness.get("periodSeconds", 10)
+        self.ready_timeout = readiness.get("timeoutSeconds", 1)
+        self.ready_failures = readiness.get("failureThreshold", 3)
+        self.ready_successes = readiness.get("successThreshold", 1)
         # The governing Service: headless, selecting the pods.
         svc = one(objs, "Service", self.service_name)
         if svc["spec"].get("clusterIP") != "None":

@@ -76,7 +76,7 @@ fn index_health_and_errors() {
     assert_eq!(missing.status, 404);
     assert_eq!(
         missing.text(),
-        "not found: /nope; endpoints: /store /get /data /cluster /info / /healthz /readyz /readyz/disable /readyz/enable\n"
+        "not found: /nope; endpoints: /store /get /data /cluster /info /metrics / /healthz /readyz /readyz/disable /readyz/enable\n"
     );
     let wrong = server.request("DELETE", "/get", b"");
     assert_eq!(

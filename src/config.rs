@@ -298,8 +298,8 @@ pub fn help() -> String {
     let mut text = format!(
         "{name} {version}: a tiny HTTP service that shows what a Kubernetes StatefulSet gives each replica.\n\n\
          Usage: {name} [--help | --version]\n\n\
-         Endpoints: /store (any method; also POST /), /get, /data, /cluster, /info, /, /healthz, /readyz,\n\
-           POST /readyz/disable, POST /readyz/enable\n\n\
+         Endpoints: /store (any method; also POST /), /get, /data, /cluster, /info, /metrics, /,\n\
+           /healthz, /readyz, POST /readyz/disable, POST /readyz/enable\n\n\
          Environment variables:\n",
         name = env!("CARGO_PKG_NAME"),
         version = env!("CARGO_PKG_VERSION"),

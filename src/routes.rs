@@ -150,7 +150,7 @@ pub fn handle(app: &App, route: Route, path: &str, fields: &Fields, body: Vec<u8
         Route::Get => get(&app.resolver, &app.config.service_name),
         Route::Data => data(&app.storage, fields),
         Route::Cluster => cluster(app, fields.accept.as_deref()),
-        Route::Index => index(app),
+        Route::Index => index(app, fields.accept.as_deref()),
         Route::Healthz => Reply::text(200, "ok\n"),
         Route::Readyz => readyz(app),
         Route::Info => Reply::json(200, app.info().pretty()),
@@ -475,7 +475,45 @@ fn set_ready(app: &App, ready: bool) -> Reply {
     Reply::text(200, text + "\n")
 }
 
-fn index(app: &App) -> Reply {
+/// The browser page: one self-contained document whose script draws the pods from the JSON
+/// cluster view. `{{pod}}` stands for the name of the pod that serves it.
+const PAGE: &str = include_str!("page.html");
+
+/// `/`: the page for a browser (an `Accept` that prefers `text/html`), the text of old for
+/// everyone else. Either way the answer depends on `Accept`, which `Vary` says.
+fn index(app: &App, accept: Option<&str>) -> Reply {
+    let reply = match accept::choose(accept, &["text/plain", "text/html"]) {
+        1 => Reply::text(200, PAGE.replace("{{pod}}", &html_escape(&app.hostname)))
+            .with_header("Content-Type", "text/html; charset=utf-8")
+            .with_header("Content-Security-Policy", PAGE_POLICY),
+        _ => index_text(app),
+    };
+    reply.with_header("Vary", "Accept")
+}
+
+/// What the page may do: its own inline style and script, requests to its own origin (the
+/// cluster view and stores), and nothing else, so no stored text can make it load anything.
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+    script-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'self'; \
+    base-uri 'none'; frame-ancestors 'none'";
+
+/// `text` as HTML text or attribute value.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn index_text(app: &App) -> Reply {
     let ready = match app.not_ready_because() {
         Some(why) => format!("no: {why}"),
         None => "yes".into(),
@@ -841,6 +879,103 @@ mod tests {
                 .and_then(Json::as_str),
             Some("web-1")
         );
+    }
+
+    /// `/` as `handle` answers it for a request with these `Accept` fields.
+    fn index_for(app: &App, accept: &[&str]) -> Reply {
+        let fields = Fields::of(accept.iter().map(|value| ("Accept", *value)));
+        handle(app, Route::Index, "/", &fields, Vec::new())
+    }
+
+    #[test]
+    fn a_browser_gets_the_page_and_every_other_client_the_text() {
+        let (app, _dir) = app("web-0");
+        let text = index_text(&app).body_text().unwrap().to_vec();
+        // The text as it was before there was a page, byte for byte.
+        let expected = format!(
+            "hello from v2:web-0\n\nhostname: web-0\nready: yes\ndata: 0 bytes in {}\nvolume: {}\n\n\
+             endpoints:\n  \
+             POST /store           append the body (or the greeting) to this replica's data file\n  \
+             GET  /get             this StatefulSet's pods, from the headless Service's SRV records\n  \
+             GET  /data            this replica's data file\n  \
+             GET  /cluster         every pod's data\n  \
+             GET  /info            this pod's identity, readiness and volume, as JSON\n  \
+             GET  /metrics         Prometheus metrics\n  \
+             GET  /healthz         liveness\n  \
+             GET  /readyz          readiness\n  \
+             POST /readyz/disable  take this pod out of service (until enabled, or restarted)\n  \
+             POST /readyz/enable   put it back\n",
+            app.storage.path().display(),
+            app.lineage.summary(),
+        );
+        assert_eq!(String::from_utf8_lossy(&text), expected);
+        // No Accept, curl's `*/*`, text asked for, or HTML liked less than text.
+        for accept in [
+            &[][..],
+            &["*/*"],
+            &["text/plain"],
+            &["text/*"],
+            &["text/html;q=0.5, text/plain"],
+            &["application/json"],
+        ] {
+            let reply = index_for(&app, accept);
+            assert_eq!(reply.body_text(), Some(&text[..]), "{accept:?}");
+            // The front's default, text/plain, as before.
+            assert_eq!(header(&reply, "Content-Type"), None, "{accept:?}");
+            assert_eq!(header(&reply, "Vary"), Some("Accept"), "{accept:?}");
+        }
+        let chrome = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,\
+                      image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7";
+        let firefox = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        for accept in [
+            &[chrome][..],
+            &[firefox],
+            &["text/plain;q=0.9", "text/html"],
+        ] {
+            let reply = index_for(&app, accept);
+            assert_eq!(reply.status, 200);
+            assert_eq!(
+                header(&reply, "Content-Type"),
+                Some("text/html; charset=utf-8"),
+                "{accept:?}"
+            );
+            assert_eq!(header(&reply, "Vary"), Some("Accept"));
+            assert!(header(&reply, "Content-Security-Policy").is_some());
+            let page = String::from_utf8(reply.body_text().unwrap().to_vec()).unwrap();
+            assert!(page.starts_with("<!doctype html>"), "{accept:?}");
+            assert!(page.contains(r#"<body data-pod="web-0">"#), "{page}");
+            assert!(!page.contains("{{"), "a placeholder left: {page}");
+        }
+    }
+
+    #[test]
+    fn the_page_names_its_pod_as_text() {
+        assert_eq!(
+            html_escape(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let (app, _dir) = app("web-<b>");
+        let page = index_for(&app, &["text/html"]);
+        let page = String::from_utf8(page.body_text().unwrap().to_vec()).unwrap();
+        assert!(page.contains("<title>web-&lt;b&gt;: hello-stateful</title>"));
+        assert!(!page.contains("<b>"), "{page}");
+    }
+
+    #[test]
+    fn the_page_loads_nothing_and_links_only_relatively() {
+        // kubectl proxy serves the page under /api/v1/.../proxy/ and the ingress under
+        // /stateful/: an absolute path would leave the pod, a URL with a host the cluster.
+        for outside in ["http", "//", "src=", "url(", "@import", "action="] {
+            assert!(
+                !PAGE.replace("// ", "").contains(outside),
+                "the page names {outside:?}"
+            );
+        }
+        assert_eq!(PAGE.matches("href=").count(), 1);
+        assert!(PAGE.contains(r#"<link rel="icon" href="data:,">"#));
+        let fetches = PAGE.matches("fetch(").count();
+        assert_eq!(fetches, PAGE.matches(r#"fetch(base + ""#).count());
+        assert_eq!(fetches, 2, "the cluster view and the store");
     }
 
     #[test]

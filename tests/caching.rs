@@ -59,6 +59,8 @@ fn every_answer_but_datas_says_no_store() {
     let asks: &[Ask] = &[
         ("GET", "/", b"", &[], 200),
         ("HEAD", "/", b"", &[], 200),
+        ("GET", "/", b"", &[("Accept", "text/html")], 200),
+        ("HEAD", "/", b"", &[("Accept", "text/html")], 200),
         ("GET", "/healthz", b"", &[], 200),
         ("GET", "/readyz", b"", &[], 200),
         ("POST", "/store", b"x", &[], 200),
@@ -370,6 +372,14 @@ fn redbot_finds_nothing_wrong_with_the_index_and_data() {
     let (index, data) = (format!("{base}/"), format!("{base}/data"));
     // Before any store, and after some: an empty file has no bytes for REDbot to range over.
     redbot(&index, &[], &["STORE_NO_STORE"]);
+    // The page a browser gets. Its policy allows its own inline script, which REDbot warns of
+    // (CSP_UNSAFE_INLINE): the page is one self-contained file, and puts no data in as markup.
+    let browser = ["Accept: text/html,application/xhtml+xml,*/*;q=0.8"];
+    redbot(
+        &index,
+        &browser,
+        &["STORE_NO_STORE", "CONTENT_SECURITY_POLICY"],
+    );
     redbot(&data, &[], &["FRESHNESS_NO_CACHE", "INM_304"]);
     for i in 0..20 {
         server.request(

@@ -1,124 +1,20 @@
 //! `/cluster` through the real binary: several instances on loopback addresses of their own,
 //! all on one port that only the SRV records name, and dnsmasq serving the headless Service's
-//! SRV records and the pods' A records behind a pod-like resolv.conf.
+//! SRV records and the pods' A records behind a pod-like resolv.conf (`support::cluster`).
 //!
-//! Test number T owns DNS address 127.0.55.T and peer addresses 127.0.(60+T).N (the resolver
-//! tests use 127.0.53.N, the /get tests 127.0.54.N), so the tests run in parallel.
+//! Test number T owns DNS address 127.0.55.T and peer addresses 127.0.(60+T).N, so the tests
+//! run in parallel.
 
 mod support;
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use hello_stateful::json::Json;
-use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_records_at, pod_target};
+use support::cluster::{Cluster, Pod};
+use support::dnsmasq::{Dnsmasq, POD_SEARCH, pod_target};
 use support::hostname;
 use support::server::{Options, Server, head};
-
-/// Short, so a stalled peer fails the test quickly if `/cluster` waits for it too long.
-const PEER_TIMEOUT_MS: u64 = 500;
-
-/// One pod of the test's StatefulSet, as the peer fetching its `/data` finds it.
-enum Pod {
-    /// A running server that stored this data.
-    Up(Vec<u8>),
-    /// Its address has no listener: connections are refused.
-    Down,
-    /// The connection is accepted and then nothing is ever sent back.
-    Stalled,
-    /// In the SRV answer, but its name has no A record.
-    Unresolvable,
-}
-
-/// A cluster of pods `hello-stateful-<ordinal>` and the DNS that lists them.
-struct Cluster {
-    /// Servers by ordinal, for the pods that are up.
-    servers: Vec<(usize, Server)>,
-    /// Listeners of stalled pods: connections complete in their backlog and are never read.
-    _stalled: Vec<TcpListener>,
-    port: u16,
-    dns: Dnsmasq,
-}
-
-impl Cluster {
-    /// Starts DNS on 127.0.55.`test` and pod `ordinal` on 127.0.(60+`test`).(ordinal+1). The
-    /// SRV records are given in the order of `pods`, which need not be sorted.
-    fn start(name: &str, test: u8, pods: &[(usize, Pod)]) -> Option<Cluster> {
-        let ip = |ordinal: usize| Ipv4Addr::new(127, 0, 60 + test, ordinal as u8 + 1);
-        let ips: Vec<Ipv4Addr> = pods.iter().map(|&(i, _)| ip(i)).collect();
-        let port = common_port(&ips);
-        let ordinals: Vec<usize> = pods.iter().map(|&(i, _)| i).collect();
-        let unresolvable = |i| {
-            pods.iter()
-                .any(|(j, pod)| *j == i && matches!(pod, Pod::Unresolvable))
-        };
-        let options = pod_records_at(&ordinals, port, |i| (!unresolvable(i)).then(|| ip(i)));
-        let dns = Dnsmasq::start(name, Ipv4Addr::new(127, 0, 55, test), &options)?;
-        let resolv_conf = dns.write_resolv_conf(POD_SEARCH).display().to_string();
-        let mut servers = Vec::new();
-        let mut stalled = Vec::new();
-        for (i, pod) in pods {
-            match pod {
-                Pod::Up(data) => {
-                    let server = Server::start_with(
-                        Options::new()
-                            .env("LISTEN_ADDR", format!("{}:{port}", ip(*i)))
-                            .env("RESOLV_CONF", resolv_conf.clone())
-                            .env("PEER_TIMEOUT_MS", PEER_TIMEOUT_MS.to_string()),
-                    );
-                    let stored = server.request("POST", "/store", data);
-                    assert_eq!(stored.status, 200, "{}", stored.text());
-                    assert_eq!(&server.data(), data);
-                    servers.push((*i, server));
-                }
-                Pod::Stalled => stalled.push(TcpListener::bind((ip(*i), port)).unwrap()),
-                Pod::Down | Pod::Unresolvable => {}
-            }
-        }
-        Some(Cluster {
-            servers,
-            _stalled: stalled,
-            port,
-            dns,
-        })
-    }
-
-    /// The server of the first pod that is up: the one the tests ask.
-    fn entry(&self) -> &Server {
-        &self.servers[0].1
-    }
-
-    /// `GET /cluster` on the entry server; panics with the DNS log when it is not a 200.
-    fn page(&self) -> String {
-        let reply = self.entry().request("GET", "/cluster", b"");
-        assert_eq!(
-            reply.status,
-            200,
-            "{}\ndnsmasq:\n{}",
-            reply.text(),
-            self.dns.log()
-        );
-        reply.text()
-    }
-}
-
-/// A port free on every one of `ips` at once, so all pods share it as StatefulSet pods do.
-/// Found by binding them all; a port taken on one of them is skipped.
-fn common_port(ips: &[Ipv4Addr]) -> u16 {
-    for _ in 0..50 {
-        let first = TcpListener::bind((ips[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let rest: Result<Vec<TcpListener>, _> = ips[1..]
-            .iter()
-            .map(|&ip| TcpListener::bind((ip, port)))
-            .collect();
-        // 8000 is the default: a port that only the SRV records give must be another one.
-        if rest.is_ok() && port != 8000 {
-            return port;
-        }
-    }
-    panic!("no port free on all of {ips:?}");
-}
 
 /// The page's head as the entry server writes it.
 fn page_head() -> String {

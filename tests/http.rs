@@ -76,7 +76,7 @@ fn index_health_and_errors() {
     assert_eq!(missing.status, 404);
     assert_eq!(
         missing.text(),
-        "not found: /nope; endpoints: /store /get /data /cluster /info / /healthz /readyz /readyz/disable /readyz/enable\n"
+        "not found: /nope; endpoints: /store /get /data /cluster /info /metrics / /healthz /readyz /readyz/disable /readyz/enable\n"
     );
     let wrong = server.request("DELETE", "/get", b"");
     assert_eq!(
@@ -88,6 +88,44 @@ fn index_health_and_errors() {
         (wrong.status, wrong.header("Allow")),
         (405, Some("GET, HEAD, POST"))
     );
+}
+
+#[test]
+fn the_index_is_a_page_for_browsers_and_text_for_every_other_client() {
+    let server = Server::start();
+    let ask = |method, accept: &[(&str, &str)]| {
+        try_request(server.addr, method, "/", b"", accept).unwrap()
+    };
+    let text = ask("GET", &[]);
+    assert_eq!(
+        text.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    for accept in ["*/*", "text/plain", "text/*"] {
+        let reply = ask("GET", &[("Accept", accept)]);
+        assert_eq!(reply.body, text.body, "{accept}");
+        assert_eq!(reply.header("Vary"), Some("Accept"));
+    }
+    let accept = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+    let page = ask("GET", &accept);
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("Vary"), Some("Accept"));
+    assert!(
+        page.text().starts_with("<!doctype html>"),
+        "{}",
+        page.text()
+    );
+    let named = format!(r#"<body data-pod="{}">"#, hostname());
+    assert!(page.text().contains(&named), "{}", page.text());
+    // HEAD says the page's length, and sends none of it.
+    let head = ask("HEAD", &accept);
+    let length = page.body.len().to_string();
+    assert_eq!(head.header("Content-Length"), Some(length.as_str()));
+    assert_eq!(head.header("Content-Type"), page.header("Content-Type"));
 }
 
 #[test]

@@ -96,8 +96,29 @@ impl Dnsmasq {
         if !available(test) {
             return None;
         }
-        let dir = TempDir::new("dnsmasq");
-        let log = fs::File::create(dir.path().join("dnsmasq.log")).expect("log file");
+        let mut server = Dnsmasq {
+            child: None,
+            addr,
+            dir: TempDir::new("dnsmasq"),
+        };
+        server.spawn(options);
+        Some(server)
+    }
+
+    /// Stops dnsmasq and starts it again on the same address with `options` instead, as the
+    /// cluster DNS changes its answers when the Service's endpoints change (dnsmasq re-reads
+    /// no `srv-host` on SIGHUP). The folder, and so the resolv.conf servers were given, stays.
+    pub fn restart(&mut self, options: &[String]) {
+        self.stop();
+        self.spawn(options);
+    }
+
+    fn spawn(&mut self, options: &[String]) {
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("dnsmasq.log"))
+            .expect("log file");
         let log_err = log.try_clone().expect("log file");
         let mut cmd = Command::new(DNSMASQ);
         cmd.args([
@@ -113,19 +134,13 @@ impl Dnsmasq {
             "--log-facility=-",
             "--log-queries",
         ])
-        .arg(format!("--listen-address={addr}"))
+        .arg(format!("--listen-address={}", self.addr))
         .args(options.iter().map(|o| format!("--{o}")))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
-        let child = cmd.spawn().expect("spawn dnsmasq");
-        let mut server = Dnsmasq {
-            child: Some(child),
-            addr,
-            dir,
-        };
-        server.wait_ready();
-        Some(server)
+        self.child = Some(cmd.spawn().expect("spawn dnsmasq"));
+        self.wait_ready();
     }
 
     /// dnsmasq opens its UDP and TCP sockets together before serving, so an accepted TCP

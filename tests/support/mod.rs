@@ -1,7 +1,10 @@
 //! Shared fixtures for the integration tests: the real binary (`server`), a real dnsmasq
-//! (`dnsmasq`), hand-rolled DNS servers (`fake_dns`), and what they all need.
+//! (`dnsmasq`), a StatefulSet of instances behind it (`cluster`), hand-rolled DNS servers
+//! (`fake_dns`), headless chromium (`browser`), and what they all need.
 #![allow(dead_code)] // each test file uses a different part of the fixtures
 
+pub mod browser;
+pub mod cluster;
 pub mod dnsmasq;
 pub mod fake_dns;
 pub mod server;

@@ -205,22 +205,36 @@ pub fn get(resolver: &Arc<Resolver>, service: &str) -> Reply {
 pub fn cluster(app: &App, accept: Option<&str>) -> Reply {
     let json = accept::choose(accept, &["text/plain", "application/json"]) == 1;
     let service = &app.config.service_name;
-    let peers = match cluster::survey(&app.resolver, service, app.config.peer_timeout) {
-        Ok(peers) => peers,
+    let (peers, error) = match cluster::survey(&app.resolver, service, app.config.peer_timeout) {
+        Ok(peers) => (peers, None),
         Err(e) if json => {
             log::warn!("{e}");
-            // The view still shows this pod, so a page built on it keeps working.
-            let rows = rows(&app.hostname, &[]);
-            let view = cluster_json(app, &rows, Some(e.to_string()));
-            return Reply::json(503, view.to_string());
+            (Vec::new(), Some(e.to_string()))
         }
-        Err(e) => return lookup_failed(e),
+        Err(e) => return lookup_failed(e).with_header("Vary", "Accept"),
     };
-    let rows = rows(&app.hostname, &peers);
-    match json {
-        true => Reply::json(200, cluster_json(app, &rows, None).to_string()),
-        false => Reply::text(200, cluster_page(app, &rows)),
-    }
+    // Without an answer from the DNS, nothing is known of the other pods, gaps included.
+    let mut rows = match error {
+        Some(_) => Vec::new(),
+        None => rows(&app.hostname, &peers),
+    };
+    let reply = if json {
+        // The view always holds this pod, so that a page built on it shows at least the pod
+        // that answered: when the lookup failed, or outside a StatefulSet (no ordinal).
+        if !rows.iter().any(|row| row.name() == app.hostname) {
+            let name = app.hostname.clone();
+            rows.push(Row::Missing {
+                name,
+                target: None,
+                this: true,
+            });
+        }
+        let status = if error.is_some() { 503 } else { 200 };
+        Reply::json(status, cluster_json(app, &rows, error).to_string())
+    } else {
+        Reply::text(200, cluster_page(app, &rows))
+    };
+    reply.with_header("Vary", "Accept")
 }
 
 /// A failed SRV lookup: 503, so a client sees the discovery failed rather than an empty list.
@@ -871,6 +885,27 @@ mod tests {
         assert_eq!(pods[0].get("in_service"), Some(&Json::Bool(false)));
         assert_eq!(pods[1].get("this"), Some(&Json::Bool(true)));
         assert_eq!(pods[1].get("error").and_then(Json::as_str), Some("refused"));
+        // A failed lookup still gives a view, of the pod that answered, with the error.
+        let failed = cluster(&app, Some("application/json"));
+        assert_eq!(
+            (failed.status, header(&failed, "Vary")),
+            (503, Some("Accept"))
+        );
+        let failed =
+            Json::parse(std::str::from_utf8(failed.body_text().unwrap()).unwrap()).unwrap();
+        assert!(
+            failed
+                .get("error")
+                .and_then(Json::as_str)
+                .is_some_and(|e| e.starts_with("lookup "))
+        );
+        let Some(Json::Array(own)) = failed.get("pods") else {
+            panic!()
+        };
+        assert_eq!(
+            (own.len(), own[0].get("this")),
+            (1, Some(&Json::Bool(true)))
+        );
         // Its own /info, since it could not be fetched.
         assert_eq!(
             pods[1]

@@ -231,8 +231,21 @@ fn the_cluster_view_as_json_for_a_client_that_asks() {
     };
     let field = |i: usize, name: &str| pods[i].get(name).cloned().unwrap_or(Json::Null);
     let names: Vec<Json> = (0..pods.len()).map(|i| field(i, "name")).collect();
-    let expected = ["hello-stateful-0", "hello-stateful-1", "hello-stateful-2"];
-    assert_eq!(names, expected.map(|n| Json::String(n.into())));
+    let mut expected = vec!["hello-stateful-0", "hello-stateful-1", "hello-stateful-2"];
+    // The server that answered runs as this machine: not one of the Service's pods, so its own
+    // row comes last (the view always holds the pod that answered).
+    let host = hostname();
+    expected.push(&host);
+    assert_eq!(
+        names,
+        expected
+            .iter()
+            .map(|n| Json::String(n.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(field(3, "this"), Json::Bool(true));
+    assert_eq!(field(3, "in_service"), Json::Bool(false));
+    assert_eq!(reply.header("Vary"), Some("Accept"));
     // Pod 0: its data, and its /info as it answered it.
     let data = field(0, "data");
     assert_eq!(data.get("tail").and_then(Json::as_str), Some("zero\n\u{0}"));

@@ -30,8 +30,10 @@ use crate::budgets::{
 use crate::lifecycle::Lifecycle;
 use crate::sync::lock;
 
-/// How often the watch counts descriptors, to hold new connections back in time.
+/// How often the watch counts descriptors, to hold new connections back in time: often with
+/// more than half the budget open, less often below.
 const CHECK: Duration = Duration::from_millis(5);
+const CALM_CHECK: Duration = Duration::from_millis(20);
 /// Time between two looks at every connection while one is changing, and when none is.
 const PERIOD: Duration = Duration::from_millis(10);
 const CALM_PERIOD: Duration = Duration::from_millis(250);
@@ -261,7 +263,7 @@ impl Connections {
         Ok(())
     }
 
-    /// Counts descriptors every [`CHECK`]: tiny_http accepts connections (a thread and two
+    /// Counts descriptors every [`CHECK`] or [`CALM_CHECK`]: tiny_http accepts connections (a thread and two
     /// descriptors each) as fast as clients make them, so from an eighth over the budget new
     /// ones wait in the kernel (their clients retry the handshake) until looks have closed
     /// enough. Looks at every connection each [`PERIOD`] while one is changing, else each
@@ -275,10 +277,14 @@ impl Connections {
         let own = open_files();
         let (shut_at, open_at) = (own + 2 * (budget + budget / 8), own + 2 * budget);
         let mut seen = HashMap::new();
-        let (mut gated, mut eager, mut files_at_look) = (false, false, own);
+        let (mut gated, mut eager, mut files, mut files_at_look) = (false, false, own, own);
         let (mut looked, mut cost) = (Instant::now(), Duration::ZERO);
         while !self.lifecycle.is_stopping() {
-            thread::sleep(CHECK);
+            thread::sleep(if files > own + budget {
+                CHECK
+            } else {
+                CALM_CHECK
+            });
             if inode(listener) != listening {
                 log::error!(
                     "tiny_http's accept loop died and closed the listening socket; exiting so the pod restarts"
@@ -286,7 +292,7 @@ impl Connections {
                 self.lifecycle.stop(1);
                 return;
             }
-            let files = open_files();
+            files = open_files();
             if files >= shut_at && !gated || files < open_at && gated {
                 // SAFETY: borrowed for one call; `listener` was just checked to be the
                 // listening socket.

@@ -234,15 +234,14 @@ impl Connections {
     /// that connection then waits for the body reader forever; past the budget of such
     /// connections the process exits, so that the kubelet restarts it with its threads back.
     pub fn park<T>(&self, addr: Option<SocketAddr>, what: &str, held: T) {
-        let last = !PARKED.take(1) || PARKED.used() >= PARKED.limit();
-        let parked = PARKED.used();
+        let within = PARKED.take(1);
+        let (parked, limit) = (PARKED.used(), PARKED.limit());
         PARKED.hit(format_args!(
-            "{what} from {addr:?}: declared body too large to drain; connection parked ({parked} of at most {})",
-            self.budgets.parked,
+            "{what} from {addr:?}: declared body too large to drain; connection parked ({parked} of at most {limit})"
         ));
         self.close(addr, None);
         std::mem::forget(held);
-        if last {
+        if !within || parked >= limit {
             log::error!("{parked} connections parked; exiting so the pod restarts");
             self.lifecycle.stop(1);
         }

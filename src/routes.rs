@@ -1014,6 +1014,28 @@ mod tests {
     }
 
     #[test]
+    fn every_route_is_counted_under_a_name_metrics_knows() {
+        let all = [
+            Route::Store,
+            Route::Get,
+            Route::Data,
+            Route::Cluster,
+            Route::Index,
+            Route::Healthz,
+            Route::Readyz,
+            Route::Info,
+            Route::SetReady(true),
+            Route::Metrics,
+            Route::NotFound,
+            Route::WrongMethod("GET"),
+        ];
+        for route in all {
+            assert!(metrics::ROUTES.contains(&route.label()), "{route:?}");
+        }
+        assert_eq!(all.len(), metrics::ROUTES.len());
+    }
+
+    #[test]
     fn not_found_names_the_endpoints() {
         let reply = not_found("/nope?x");
         assert_eq!(reply.status, 404);
